@@ -5,6 +5,7 @@
 #include "base.hpp"
 #include "error.hpp"
 #include "dtype.hpp"
+#include "ggml_types.hpp"
 #include "parallel.hpp"
 #include "mapped_file.hpp"
 #include "output_file.hpp"

@@ -6,6 +6,7 @@
 #include "error.hpp"
 #include "dtype.hpp"
 #include "ggml_types.hpp"
+#include "model_config.hpp"
 #include "parallel.hpp"
 #include "mapped_file.hpp"
 #include "output_file.hpp"

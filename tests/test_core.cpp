@@ -1,0 +1,195 @@
+// Core utilities: errors, checked arithmetic, dispatch, the thread pool, the byte reader,
+// mmap and atomic output files.
+#include <doctest/doctest.h>
+
+#include <atomic>
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <numeric>
+#include <sbgq/detail/byte_reader.hpp>
+#include <sbgq/detail/checked.hpp>
+#include <sbgq/error.hpp>
+#include <sbgq/mapped_file.hpp>
+#include <sbgq/output_file.hpp>
+#include <sbgq/parallel.hpp>
+#include <sbgq/simd/dispatch.hpp>
+#include <string>
+#include <vector>
+
+namespace fs = std::filesystem;
+
+namespace {
+sbgq::result<int> parse_positive(int x) {
+  if (x <= 0) return sbgq::error(sbgq::error_code::bad_value, "test", "expected a positive number, found " + std::to_string(x), 17);
+  return x;
+}
+sbgq::result<int> twice(int x) {
+  SBGQ_TRY(int v, parse_positive(x));
+  return 2 * v;
+}
+std::vector<std::string> files_in(const fs::path& dir) {
+  std::vector<std::string> v;
+  for (auto& e : fs::directory_iterator(dir)) v.push_back(e.path().filename().string());
+  return v;
+}
+}  // namespace
+
+TEST_CASE("result and error messages") {
+  auto ok = twice(4);
+  REQUIRE(ok.has_value());
+  CHECK(*ok == 8);
+  auto bad = twice(-1);
+  REQUIRE_FALSE(bad.has_value());
+  CHECK(bad.error().code == sbgq::error_code::bad_value);
+  CHECK(bad.error().message() == "[sbgq.test.bad_value] expected a positive number, found -1 (byte 17)");
+  CHECK_THROWS_AS(bad.value(), sbgq::exception);
+  sbgq::result<void> v = sbgq::error_code::truncated;
+  CHECK_FALSE(v.has_value());
+  CHECK(v.error().message() == "[sbgq.truncated]");
+}
+
+TEST_CASE("checked arithmetic detects overflow") {
+  std::uint64_t out = 0;
+  CHECK(sbgq::detail::checked_mul(1ull << 32, 1ull << 31, out));
+  CHECK(out == 1ull << 63);
+  CHECK_FALSE(sbgq::detail::checked_mul(1ull << 32, 1ull << 32, out));
+  CHECK_FALSE(sbgq::detail::checked_add(~0ull, 1, out));
+  CHECK(sbgq::detail::checked_align_up(33, 32, out));
+  CHECK(out == 64);
+  CHECK_FALSE(sbgq::detail::checked_align_up(~0ull - 3, 32, out));
+}
+
+TEST_CASE("byte reader stops at the end and reports absolute offsets") {
+  const std::byte data[6] = {std::byte{1}, std::byte{0}, std::byte{0}, std::byte{0}, std::byte{7}, std::byte{8}};
+  sbgq::detail::byte_reader r(data, 100);
+  std::uint32_t u = 0;
+  REQUIRE(r.read(u));
+  CHECK(u == 1);
+  CHECK(r.offset() == 104);
+  std::uint32_t v = 0;
+  CHECK_FALSE(r.read(v));  // only 2 bytes left
+  CHECK(r.offset() == 104);
+  std::string_view s;
+  CHECK(r.read_string(2, s));
+  CHECK(s == std::string_view("\x07\x08", 2));
+  CHECK(r.remaining() == 0);
+}
+
+TEST_CASE("simd level: detection, environment and overrides") {
+  const auto supported = sbgq::supported_simd_level();
+  const auto active = sbgq::active_simd_level();
+  MESSAGE("supported " << sbgq::simd_level_name(supported) << ", active " << sbgq::simd_level_name(active));
+  CHECK(active <= supported);
+  // check_simd_level: when CI forces a level through SBGQ_SIMD, it must really be in force.
+  if (const char* env = std::getenv("SBGQ_SIMD")) {
+    sbgq::simd_level want{};
+    REQUIRE(sbgq::parse_simd_level(env, want));
+    CHECK(active == (want < supported ? want : supported));
+  } else {
+    CHECK(active == supported);
+  }
+  {
+    sbgq::simd_override cap(sbgq::simd_level::scalar);
+    CHECK(sbgq::active_simd_level() == sbgq::simd_level::scalar);
+    {
+      sbgq::simd_override up(sbgq::simd_level::avx512);  // cannot raise above the CPU
+      CHECK(sbgq::active_simd_level() <= supported);
+    }
+    CHECK(sbgq::active_simd_level() == sbgq::simd_level::scalar);
+  }
+  CHECK(sbgq::active_simd_level() == active);
+  sbgq::simd_level l{};
+  CHECK_FALSE(sbgq::parse_simd_level("sse9", l));
+}
+
+TEST_CASE("parallel_for covers every index once, for any thread count and grain") {
+  for (int threads : {1, 2, 3, 8}) {
+    for (std::size_t n : {0u, 1u, 7u, 1000u}) {
+      for (std::size_t grain : {1u, 3u, 64u}) {
+        std::vector<std::atomic<int>> hits(n);
+        sbgq::parallel_for(n, grain, threads, [&](std::size_t b, std::size_t e) {
+          CHECK(e - b <= grain);
+          for (std::size_t i = b; i < e; ++i) hits[i].fetch_add(1);
+        });
+        for (std::size_t i = 0; i < n; ++i) REQUIRE(hits[i].load() == 1);
+      }
+    }
+  }
+}
+
+TEST_CASE("parallel chunked reduction is bit-identical across thread counts") {
+  std::vector<float> x(100000);
+  for (std::size_t i = 0; i < x.size(); ++i) x[i] = std::sin(static_cast<float>(i)) * 1e3f;
+  auto sum_with = [&](int threads) {
+    const std::size_t grain = 1024, chunks = (x.size() + grain - 1) / grain;
+    std::vector<float> partial(chunks);
+    sbgq::parallel_for(x.size(), grain, threads, [&](std::size_t b, std::size_t e) {
+      float s = 0;
+      for (std::size_t i = b; i < e; ++i) s += x[i];
+      partial[b / grain] = s;
+    });
+    return std::accumulate(partial.begin(), partial.end(), 0.0f);
+  };
+  const float s1 = sum_with(1);
+  CHECK(sum_with(2) == s1);
+  CHECK(sum_with(5) == s1);
+}
+
+TEST_CASE("parallel_for rethrows the first exception") {
+  CHECK_THROWS_AS(sbgq::parallel_for(100, 1, 2, [](std::size_t b, std::size_t) {
+                    if (b == 37) throw std::runtime_error("boom");
+                  }),
+                  std::runtime_error);
+  // and the pool still works afterwards
+  std::atomic<int> n{0};
+  sbgq::parallel_for(10, 1, 2, [&](std::size_t b, std::size_t e) { n += static_cast<int>(e - b); });
+  CHECK(n == 10);
+}
+
+TEST_CASE("output_file is atomic: nothing under the final name until commit") {
+  const fs::path dir = fs::path(SBGQ_TEST_TMP_DIR) / "core_output_file";
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  const std::string path = (dir / "out.bin").string();
+  {
+    auto f = sbgq::output_file::create(path);
+    REQUIRE(f.has_value());
+    REQUIRE(f->write("abc", 3).has_value());
+    CHECK(f->bytes_written() == 3);
+    CHECK_FALSE(fs::exists(path));
+    // destroyed without commit: the temporary file disappears too
+  }
+  CHECK(files_in(dir).empty());
+  {
+    auto f = sbgq::output_file::create(path);
+    REQUIRE(f.has_value());
+    REQUIRE(f->write("hello", 5).has_value());
+    REQUIRE(f->write_zeros(3).has_value());
+    REQUIRE(f->commit().has_value());
+  }
+  CHECK(files_in(dir) == std::vector<std::string>{"out.bin"});
+  auto m = sbgq::mapped_file::open(path);
+  REQUIRE(m.has_value());
+  REQUIRE(m->size() == 8);
+  CHECK(std::memcmp(m->data(), "hello\0\0\0", 8) == 0);
+  // An existing good file survives an abandoned rewrite.
+  {
+    auto f = sbgq::output_file::create(path);
+    REQUIRE(f.has_value());
+    REQUIRE(f->write("garbage", 7).has_value());
+  }
+  CHECK(fs::file_size(path) == 8);
+  // Errors name the path.
+  auto bad = sbgq::output_file::create((dir / "no" / "such" / "dir" / "x").string());
+  REQUIRE_FALSE(bad.has_value());
+  CHECK(bad.error().code == sbgq::error_code::io_error);
+  CHECK(bad.error().message().find("no/such/dir") != std::string::npos);
+  auto missing = sbgq::mapped_file::open((dir / "missing").string());
+  REQUIRE_FALSE(missing.has_value());
+  CHECK(missing.error().message().find("No such file") != std::string::npos);
+  auto isdir = sbgq::mapped_file::open(dir.string());
+  REQUIRE_FALSE(isdir.has_value());
+  CHECK(isdir.error().message().find("not a regular file") != std::string::npos);
+}

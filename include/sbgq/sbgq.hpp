@@ -7,6 +7,7 @@
 #include "dtype.hpp"
 #include "ggml_types.hpp"
 #include "model_config.hpp"
+#include "qwen35_tensors.hpp"
 #include "parallel.hpp"
 #include "mapped_file.hpp"
 #include "output_file.hpp"

@@ -1,0 +1,226 @@
+// The tensors of a dense Qwen3.5 model: the HF -> GGUF name map, expected shapes, and the
+// numeric transforms llama.cpp's converter applies (qwen35-gguf.md sections 3 and 7).
+//
+// One "plan" entry per GGUF tensor says where it comes from (HF name), what shape both
+// sides have, which transform turns the HF values into the GGUF values, and whether it must
+// stay F32. The converter, the forward pass's safetensors loader and the transforms all
+// use this one table, so the name map and the conversions live in exactly one place.
+//
+// Transforms (all in f32, exactly as the converter computes them):
+//   plus_one       RMSNorm offsets -> gains: g = w + 1 (every *norm.weight except the
+//                  DeltaNet gated norm, linear_attn.norm.weight)
+//   neg_exp        A_log -> ssm_a = -exp(A_log), with V-head reorder
+//   reorder_rows   V-head reorder of whole rows in blocks of `s` (in_proj_z: s = d_v;
+//                  in_proj_a/b, dt_bias: s = 1)
+//   reorder_v_rows reorder only the V block of rows [2*KD, C) (in_proj_qkv, conv1d)
+//   reorder_cols   reorder input columns in blocks of d_v (out_proj)
+// The V-head reorder (section 7.4): HF value head j = i*r + m (i = key head, r = H_v/H_k)
+// moves to GGUF position m*H_k + i. It is a no-op when H_k == H_v.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "base.hpp"
+#include "error.hpp"
+#include "model_config.hpp"
+
+SBGQ_BEGIN_NAMESPACE
+
+/// How HF values become GGUF values.
+enum class tensor_transform : std::uint8_t {
+  none, plus_one, neg_exp, reorder_rows, reorder_v_rows, reorder_cols,
+};
+
+/// One GGUF tensor of the model and where it comes from.
+struct tensor_plan {
+  std::string gguf_name;              ///< "blk.3.attn_q.weight"
+  std::string hf_name;                ///< "model.language_model.layers.3.self_attn.q_proj.weight"
+  std::vector<std::int64_t> hf_shape; ///< PyTorch order, slowest first
+  std::vector<std::int64_t> ne;       ///< GGUF order, fastest first (conv1d squeezed)
+  tensor_transform transform = tensor_transform::none;
+  std::int64_t reorder_block = 1;     ///< s of the V-head reorder
+  bool keep_f32 = false;              ///< norms, ssm_a, ssm_dt.bias, ssm_conv1d: F32 only
+  int layer = -1;                     ///< block index, -1 for globals
+  bool is_mtp = false;
+  /// Elements.
+  std::int64_t numel() const noexcept {
+    std::int64_t n = 1;
+    for (auto d : ne) n *= d;
+    return n;
+  }
+  /// Rows (product of ne[1..]) and row length ne[0].
+  std::int64_t rows() const noexcept { return ne.empty() ? 0 : numel() / ne[0]; }
+};
+
+/// Options of the plan.
+struct tensor_plan_options {
+  std::string hf_prefix = "model.language_model.";  ///< "model." for text-only checkpoints
+  bool include_mtp = true;                          ///< as llama.cpp's converter (--no-mtp: false)
+  bool tied = false;                                ///< no lm_head.weight / output.weight
+};
+
+/// The GGUF tensors of a Qwen3.5 model, in the converter's order: globals first
+/// (token_embd, output_norm, output), then each block's tensors, MTP block last.
+inline std::vector<tensor_plan> qwen35_tensor_plan(const qwen35_config& c, const tensor_plan_options& o) {
+  const std::int64_t d = c.hidden_size, f = c.intermediate_size, V = c.vocab_size;
+  const std::int64_t D = c.head_dim, nh = c.num_attention_heads, nkv = c.num_key_value_heads;
+  const std::int64_t VD = c.linear_value_dim(), C = c.linear_conv_dim(), Hv = c.linear_num_value_heads;
+  const std::int64_t dv = c.linear_value_head_dim, K = c.linear_conv_kernel_dim;
+  std::vector<tensor_plan> p;
+  auto add = [&](std::string g, std::string h, std::vector<std::int64_t> hf_shape, tensor_transform t,
+                 std::int64_t block, bool f32, int layer, bool mtp) {
+    tensor_plan e;
+    e.gguf_name = std::move(g);
+    e.hf_name = std::move(h);
+    e.hf_shape = hf_shape;
+    e.ne.assign(hf_shape.rbegin(), hf_shape.rend());
+    e.transform = t;
+    e.reorder_block = block;
+    e.keep_f32 = f32;
+    e.layer = layer;
+    e.is_mtp = mtp;
+    p.push_back(std::move(e));
+  };
+  using T = tensor_transform;
+  const std::string& pre = o.hf_prefix;
+  add("token_embd.weight", pre + "embed_tokens.weight", {V, d}, T::none, 1, false, -1, false);
+  add("output_norm.weight", pre + "norm.weight", {d}, T::plus_one, 1, true, -1, false);
+  if (!o.tied) add("output.weight", "lm_head.weight", {V, d}, T::none, 1, false, -1, false);
+
+  auto attention_layer = [&](int l, const std::string& hp, bool mtp) {
+    const std::string b = "blk." + std::to_string(l) + ".";
+    add(b + "attn_norm.weight", hp + "input_layernorm.weight", {d}, T::plus_one, 1, true, l, mtp);
+    add(b + "post_attention_norm.weight", hp + "post_attention_layernorm.weight", {d}, T::plus_one, 1, true, l, mtp);
+    add(b + "attn_q.weight", hp + "self_attn.q_proj.weight", {2 * nh * D, d}, T::none, 1, false, l, mtp);
+    add(b + "attn_k.weight", hp + "self_attn.k_proj.weight", {nkv * D, d}, T::none, 1, false, l, mtp);
+    add(b + "attn_v.weight", hp + "self_attn.v_proj.weight", {nkv * D, d}, T::none, 1, false, l, mtp);
+    add(b + "attn_output.weight", hp + "self_attn.o_proj.weight", {d, nh * D}, T::none, 1, false, l, mtp);
+    add(b + "attn_q_norm.weight", hp + "self_attn.q_norm.weight", {D}, T::plus_one, 1, true, l, mtp);
+    add(b + "attn_k_norm.weight", hp + "self_attn.k_norm.weight", {D}, T::plus_one, 1, true, l, mtp);
+  };
+  auto mlp = [&](int l, const std::string& hp, bool mtp) {
+    const std::string b = "blk." + std::to_string(l) + ".";
+    add(b + "ffn_gate.weight", hp + "mlp.gate_proj.weight", {f, d}, T::none, 1, false, l, mtp);
+    add(b + "ffn_up.weight", hp + "mlp.up_proj.weight", {f, d}, T::none, 1, false, l, mtp);
+    add(b + "ffn_down.weight", hp + "mlp.down_proj.weight", {d, f}, T::none, 1, false, l, mtp);
+  };
+  for (int l = 0; l < static_cast<int>(c.num_hidden_layers); ++l) {
+    const std::string hp = pre + "layers." + std::to_string(l) + ".";
+    const std::string b = "blk." + std::to_string(l) + ".";
+    if (c.layer_types[static_cast<std::size_t>(l)] == layer_kind::full_attention) {
+      attention_layer(l, hp, false);
+    } else {
+      const std::string la = hp + "linear_attn.";
+      add(b + "attn_norm.weight", hp + "input_layernorm.weight", {d}, T::plus_one, 1, true, l, false);
+      add(b + "post_attention_norm.weight", hp + "post_attention_layernorm.weight", {d}, T::plus_one, 1, true, l, false);
+      add(b + "attn_qkv.weight", la + "in_proj_qkv.weight", {C, d}, T::reorder_v_rows, dv, false, l, false);
+      add(b + "attn_gate.weight", la + "in_proj_z.weight", {VD, d}, T::reorder_rows, dv, false, l, false);
+      add(b + "ssm_beta.weight", la + "in_proj_b.weight", {Hv, d}, T::reorder_rows, 1, false, l, false);
+      add(b + "ssm_alpha.weight", la + "in_proj_a.weight", {Hv, d}, T::reorder_rows, 1, false, l, false);
+      add(b + "ssm_conv1d.weight", la + "conv1d.weight", {C, 1, K}, T::reorder_v_rows, dv, true, l, false);
+      p.back().ne = {K, C};  // squeezed
+      add(b + "ssm_dt.bias", la + "dt_bias", {Hv}, T::reorder_rows, 1, true, l, false);
+      add(b + "ssm_a", la + "A_log", {Hv}, T::neg_exp, 1, true, l, false);
+      add(b + "ssm_norm.weight", la + "norm.weight", {dv}, T::none, 1, true, l, false);
+      add(b + "ssm_out.weight", la + "out_proj.weight", {d, VD}, T::reorder_cols, dv, false, l, false);
+    }
+    mlp(l, hp, false);
+  }
+  if (o.include_mtp) {
+    for (int i = 0; i < static_cast<int>(c.mtp_num_hidden_layers); ++i) {
+      const int l = static_cast<int>(c.num_hidden_layers) + i;
+      const std::string hp = "mtp.layers." + std::to_string(i) + ".";
+      const std::string b = "blk." + std::to_string(l) + ".";
+      attention_layer(l, hp, true);
+      mlp(l, hp, true);
+      add(b + "nextn.eh_proj.weight", "mtp.fc.weight", {d, 2 * d}, T::none, 1, false, l, true);
+      add(b + "nextn.enorm.weight", "mtp.pre_fc_norm_embedding.weight", {d}, T::plus_one, 1, true, l, true);
+      add(b + "nextn.hnorm.weight", "mtp.pre_fc_norm_hidden.weight", {d}, T::plus_one, 1, true, l, true);
+      add(b + "nextn.shared_head_norm.weight", "mtp.norm.weight", {d}, T::plus_one, 1, true, l, true);
+    }
+  }
+  return p;
+}
+
+/// True for HF tensors the text GGUF never contains (vision tower, rotary caches, ...),
+/// following the converter's filter (qwen35-gguf.md 3.1).
+inline bool is_skipped_hf_tensor(std::string_view name) noexcept {
+  for (std::string_view s : {"visual.", "vision.", "audio.", "vision_", "audio_", "patch_embed", "merger."})
+    if (name.find(s) != std::string_view::npos) return true;
+  for (std::string_view s : {".rotary_emb.inv_freq", ".attention.masked_bias", ".attention.bias"})
+    if (name.size() >= s.size() && name.substr(name.size() - s.size()) == s) return true;
+  return false;
+}
+
+/// GGUF index of HF value-head position `j` (qwen35-gguf.md 7.4): j = i*r + m -> m*H_k + i.
+constexpr std::int64_t v_head_gguf_index(std::int64_t j, std::int64_t n_k_heads, std::int64_t n_v_heads) noexcept {
+  const std::int64_t r = n_v_heads / n_k_heads;
+  const std::int64_t i = j / r, m = j % r;
+  return m * n_k_heads + i;
+}
+
+/// Applies `plan.transform` to HF values (f32, PyTorch row-major order of plan.hf_shape),
+/// writing GGUF values (same element count, GGUF order) to `out`. `in` and `out` must not
+/// overlap. Thread-safe.
+inline result<void> apply_tensor_transform(const tensor_plan& plan, const qwen35_config& c,
+                                           std::span<const float> in, std::span<float> out) {
+  const auto n = static_cast<std::size_t>(plan.numel());
+  if (in.size() != n || out.size() != n)
+    return error(error_code::size_mismatch, "convert",
+                 plan.gguf_name + ": expected " + std::to_string(n) + " values, got " + std::to_string(in.size()));
+  const std::int64_t Hk = c.linear_num_key_heads, Hv = c.linear_num_value_heads;
+  const std::int64_t s = plan.reorder_block;
+  switch (plan.transform) {
+    case tensor_transform::none:
+      std::copy(in.begin(), in.end(), out.begin());
+      return {};
+    case tensor_transform::plus_one:
+      for (std::size_t i = 0; i < n; ++i) out[i] = in[i] + 1.0f;
+      return {};
+    case tensor_transform::neg_exp:
+      for (std::int64_t j = 0; j < Hv; ++j)
+        out[static_cast<std::size_t>(v_head_gguf_index(j, Hk, Hv))] = -std::exp(in[static_cast<std::size_t>(j)]);
+      return {};
+    case tensor_transform::reorder_rows:
+    case tensor_transform::reorder_v_rows: {
+      // Rows of the reordered block: whole tensor, or the V rows [2*KD, C).
+      const std::int64_t row_len = plan.transform == tensor_transform::reorder_v_rows
+                                       ? plan.numel() / c.linear_conv_dim()
+                                       : (plan.hf_shape.size() > 1 ? plan.numel() / plan.hf_shape[0] : 1);
+      const std::int64_t first = plan.transform == tensor_transform::reorder_v_rows
+                                     ? 2 * Hk * c.linear_key_head_dim : 0;
+      std::copy(in.begin(), in.end(), out.begin());
+      for (std::int64_t j = 0; j < Hv; ++j) {
+        const std::int64_t jg = v_head_gguf_index(j, Hk, Hv);
+        const auto src = static_cast<std::size_t>((first + j * s) * row_len);
+        const auto dst = static_cast<std::size_t>((first + jg * s) * row_len);
+        std::copy(in.begin() + static_cast<std::ptrdiff_t>(src),
+                  in.begin() + static_cast<std::ptrdiff_t>(src + static_cast<std::size_t>(s * row_len)),
+                  out.begin() + static_cast<std::ptrdiff_t>(dst));
+      }
+      return {};
+    }
+    case tensor_transform::reorder_cols: {
+      const std::int64_t rows = plan.hf_shape[0], cols = plan.hf_shape[1];
+      for (std::int64_t r = 0; r < rows; ++r)
+        for (std::int64_t j = 0; j < Hv; ++j) {
+          const std::int64_t jg = v_head_gguf_index(j, Hk, Hv);
+          const auto src = static_cast<std::size_t>(r * cols + j * s);
+          const auto dst = static_cast<std::size_t>(r * cols + jg * s);
+          std::copy(in.begin() + static_cast<std::ptrdiff_t>(src), in.begin() + static_cast<std::ptrdiff_t>(src + static_cast<std::size_t>(s)),
+                    out.begin() + static_cast<std::ptrdiff_t>(dst));
+        }
+      return {};
+    }
+  }
+  return error(error_code::internal, "convert", "unknown transform");
+}
+
+SBGQ_END_NAMESPACE

@@ -118,6 +118,15 @@ struct gguf_init_params {
 };
 static_assert(sizeof(gguf_init_params) == 16);
 
+// ggml.h: struct ggml_init_params { size_t mem_size; void * mem_buffer; bool no_alloc; },
+// passed by value to ggml_init (used to build real ggml_tensors for gguf_add_tensor).
+struct ggml_init_params {
+  std::size_t mem_size;
+  void* mem_buffer;
+  bool no_alloc;
+};
+static_assert(sizeof(ggml_init_params) == 24);
+
 // ---- the loaded libraries -------------------------------------------------------------
 class llama_oracle {
  public:
@@ -176,6 +185,19 @@ class llama_oracle {
   void (*gguf_set_arr_data)(void*, const char*, int, const void*, std::size_t) = nullptr;
   void (*gguf_set_arr_str)(void*, const char*, const char**, std::size_t) = nullptr;
   bool (*gguf_write_to_file)(const void*, const char*, bool) = nullptr;
+  // gguf extras: parse from memory, type names, meta size, tensors built with ggml
+  void* (*gguf_init_from_buffer)(const void*, std::size_t, gguf_init_params) = nullptr;
+  const char* (*gguf_type_name)(int) = nullptr;
+  std::size_t (*gguf_get_meta_size)(const void*) = nullptr;
+  void (*gguf_add_tensor)(void*, const void*) = nullptr;
+  void (*gguf_set_tensor_data)(void*, const char*, const void*) = nullptr;
+  void* (*ggml_init)(ggml_init_params) = nullptr;
+  void (*ggml_free)(void*) = nullptr;
+  void* (*ggml_new_tensor)(void*, int, int, const std::int64_t*) = nullptr;
+  void* (*ggml_set_name)(void*, const char*) = nullptr;
+  void* (*ggml_get_data)(const void*) = nullptr;
+  std::size_t (*ggml_nbytes)(const void*) = nullptr;
+  std::size_t (*ggml_tensor_overhead)() = nullptr;
 
   // libggml
   void (*ggml_backend_load_all_from_path)(const char*) = nullptr;
@@ -302,6 +324,18 @@ class llama_oracle {
     SBGQ_SYM(base_, gguf_set_arr_data);
     SBGQ_SYM(base_, gguf_set_arr_str);
     SBGQ_SYM(base_, gguf_write_to_file);
+    SBGQ_SYM(base_, gguf_init_from_buffer);
+    SBGQ_SYM(base_, gguf_type_name);
+    SBGQ_SYM(base_, gguf_get_meta_size);
+    SBGQ_SYM(base_, gguf_add_tensor);
+    SBGQ_SYM(base_, gguf_set_tensor_data);
+    SBGQ_SYM(base_, ggml_init);
+    SBGQ_SYM(base_, ggml_free);
+    SBGQ_SYM(base_, ggml_new_tensor);
+    SBGQ_SYM(base_, ggml_set_name);
+    SBGQ_SYM(base_, ggml_get_data);
+    SBGQ_SYM(base_, ggml_nbytes);
+    SBGQ_SYM(base_, ggml_tensor_overhead);
     SBGQ_SYM(ggml_, ggml_backend_load_all_from_path);
     SBGQ_SYM(llama_, llama_backend_init);
     SBGQ_SYM(llama_, llama_log_set);

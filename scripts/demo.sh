@@ -5,5 +5,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 cmake --preset release >/dev/null
-cmake --build --preset release --target sbgq
+cmake --build --preset release --target sbgq_cli
 exec build/release/examples/sbgq demo "$@"

@@ -145,6 +145,34 @@ class llama_oracle {
   const char* (*ggml_op_name)(int) = nullptr;
   void (*ggml_log_set)(void*, void*) = nullptr;
 
+  // libggml-base: per-format reference codecs (ggml-quant-algorithms.md section 2)
+  std::size_t (*quantize_q8_0)(const float*, void*, std::int64_t, std::int64_t, const float*) = nullptr;
+  std::size_t (*quantize_q2_K)(const float*, void*, std::int64_t, std::int64_t, const float*) = nullptr;
+  std::size_t (*quantize_q3_K)(const float*, void*, std::int64_t, std::int64_t, const float*) = nullptr;
+  std::size_t (*quantize_q4_K)(const float*, void*, std::int64_t, std::int64_t, const float*) = nullptr;
+  std::size_t (*quantize_q5_K)(const float*, void*, std::int64_t, std::int64_t, const float*) = nullptr;
+  std::size_t (*quantize_q6_K)(const float*, void*, std::int64_t, std::int64_t, const float*) = nullptr;
+  std::size_t (*quantize_iq4_nl)(const float*, void*, std::int64_t, std::int64_t, const float*) = nullptr;
+  std::size_t (*quantize_iq4_xs)(const float*, void*, std::int64_t, std::int64_t, const float*) = nullptr;
+  void (*quantize_row_q8_0_ref)(const float*, void*, std::int64_t) = nullptr;
+  void (*quantize_row_q2_K_ref)(const float*, void*, std::int64_t) = nullptr;
+  void (*quantize_row_q3_K_ref)(const float*, void*, std::int64_t) = nullptr;
+  void (*quantize_row_q4_K_ref)(const float*, void*, std::int64_t) = nullptr;
+  void (*quantize_row_q5_K_ref)(const float*, void*, std::int64_t) = nullptr;
+  void (*quantize_row_q6_K_ref)(const float*, void*, std::int64_t) = nullptr;
+  void (*quantize_row_iq4_nl_ref)(const float*, void*, std::int64_t) = nullptr;
+  void (*quantize_row_iq4_xs_ref)(const float*, void*, std::int64_t) = nullptr;
+  void (*quantize_row_q8_K_ref)(const float*, void*, std::int64_t) = nullptr;
+  void (*dequantize_row_q8_0)(const void*, float*, std::int64_t) = nullptr;
+  void (*dequantize_row_q2_K)(const void*, float*, std::int64_t) = nullptr;
+  void (*dequantize_row_q3_K)(const void*, float*, std::int64_t) = nullptr;
+  void (*dequantize_row_q4_K)(const void*, float*, std::int64_t) = nullptr;
+  void (*dequantize_row_q5_K)(const void*, float*, std::int64_t) = nullptr;
+  void (*dequantize_row_q6_K)(const void*, float*, std::int64_t) = nullptr;
+  void (*dequantize_row_iq4_nl)(const void*, float*, std::int64_t) = nullptr;
+  void (*dequantize_row_iq4_xs)(const void*, float*, std::int64_t) = nullptr;
+  void (*dequantize_row_q8_K)(const void*, float*, std::int64_t) = nullptr;
+
   // libggml-base: gguf reader
   void* (*gguf_init_from_file)(const char*, gguf_init_params) = nullptr;
   void (*gguf_free)(void*) = nullptr;
@@ -227,6 +255,13 @@ class llama_oracle {
   std::int32_t (*llama_decode)(void*, llama_batch) = nullptr;
   float* (*llama_get_logits_ith)(void*, std::int32_t) = nullptr;
   std::uint32_t (*llama_model_quantize)(const char*, const char*, const llama_model_quantize_params*) = nullptr;
+  const char* (*llama_vocab_get_text)(const void*, std::int32_t) = nullptr;
+  int (*llama_vocab_get_attr)(const void*, std::int32_t) = nullptr;
+  // libllama internals (C++ symbols, exported by this build): the Unicode category flags
+  // of one code point (unicode_cpt_flags, 16 bits returned in a register) and the
+  // pre-tokenizer split (same libstdc++ ABI as the tests).
+  std::uint16_t (*unicode_cpt_flags_from_cpt)(std::uint32_t) = nullptr;
+  std::vector<std::string> (*unicode_regex_split)(const std::string&, const std::vector<std::string>&, bool) = nullptr;
 
   std::string bins_dir;
   /// The last messages llama.cpp logged at WARN or ERROR level (for failure messages).
@@ -286,6 +321,32 @@ class llama_oracle {
     SBGQ_SYM(base_, ggml_bf16_to_fp32_row);
     SBGQ_SYM(base_, ggml_op_name);
     SBGQ_SYM(base_, ggml_log_set);
+    SBGQ_SYM(base_, quantize_q8_0);
+    SBGQ_SYM(base_, quantize_q2_K);
+    SBGQ_SYM(base_, quantize_q3_K);
+    SBGQ_SYM(base_, quantize_q4_K);
+    SBGQ_SYM(base_, quantize_q5_K);
+    SBGQ_SYM(base_, quantize_q6_K);
+    SBGQ_SYM(base_, quantize_iq4_nl);
+    SBGQ_SYM(base_, quantize_iq4_xs);
+    SBGQ_SYM(base_, quantize_row_q8_0_ref);
+    SBGQ_SYM(base_, quantize_row_q2_K_ref);
+    SBGQ_SYM(base_, quantize_row_q3_K_ref);
+    SBGQ_SYM(base_, quantize_row_q4_K_ref);
+    SBGQ_SYM(base_, quantize_row_q5_K_ref);
+    SBGQ_SYM(base_, quantize_row_q6_K_ref);
+    SBGQ_SYM(base_, quantize_row_iq4_nl_ref);
+    SBGQ_SYM(base_, quantize_row_iq4_xs_ref);
+    SBGQ_SYM(base_, quantize_row_q8_K_ref);
+    SBGQ_SYM(base_, dequantize_row_q8_0);
+    SBGQ_SYM(base_, dequantize_row_q2_K);
+    SBGQ_SYM(base_, dequantize_row_q3_K);
+    SBGQ_SYM(base_, dequantize_row_q4_K);
+    SBGQ_SYM(base_, dequantize_row_q5_K);
+    SBGQ_SYM(base_, dequantize_row_q6_K);
+    SBGQ_SYM(base_, dequantize_row_iq4_nl);
+    SBGQ_SYM(base_, dequantize_row_iq4_xs);
+    SBGQ_SYM(base_, dequantize_row_q8_K);
     SBGQ_SYM(base_, gguf_init_from_file);
     SBGQ_SYM(base_, gguf_free);
     SBGQ_SYM(base_, gguf_get_version);
@@ -359,6 +420,11 @@ class llama_oracle {
     SBGQ_SYM(llama_, llama_decode);
     SBGQ_SYM(llama_, llama_get_logits_ith);
     SBGQ_SYM(llama_, llama_model_quantize);
+    SBGQ_SYM(llama_, llama_vocab_get_text);
+    SBGQ_SYM(llama_, llama_vocab_get_attr);
+    sym(llama_, unicode_cpt_flags_from_cpt, "_Z26unicode_cpt_flags_from_cptj");
+    sym(llama_, unicode_regex_split,
+        "_Z19unicode_regex_splitRKNSt7__cxx1112basic_stringIcSt11char_traitsIcESaIcEEERKSt6vectorIS4_SaIS4_EEb");
 #undef SBGQ_SYM
   }
   // llama-c-api.md section 3.6: fingerprint the defaults of this binary.

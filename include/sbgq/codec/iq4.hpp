@@ -1,0 +1,287 @@
+// IQ4_NL and IQ4_XS: 4-bit indices into the non-linear codebook kvalues_iq4nl, with an
+// fp16 scale per 32 weights (IQ4_NL) or a 6-bit scale per 32 under an fp16 super-scale
+// per 256 (IQ4_XS).
+//
+// Scalar reference (sbgq::ref), bit-exact with llama.cpp's quantize_iq4_nl /
+// quantize_iq4_xs / ggml_quantize_chunk (with or without imatrix; both go through
+// quantize_row_iq4_nl_impl with ntry = 7, algorithms doc 11) and dequantize_row_iq4_nl /
+// dequantize_row_iq4_xs (blocks doc 8, 9); and the public API.
+//
+// Note: llama.cpp's quantize_row_iq4_nl_ref runs a search-free variant (ntry = -1) that
+// ggml_quantize_chunk never uses; sbgq does not implement it (algorithms doc 2, 11).
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+
+#include "../base.hpp"
+#include "../dtype.hpp"
+#include "../error.hpp"
+#include "../simd/dispatch.hpp"
+#include "blocks.hpp"
+#include "common.hpp"
+#include "k_quant_common.hpp"
+#include "tables.hpp"
+
+SBGQ_BEGIN_NAMESPACE
+
+namespace detail {
+
+/// Index of the codebook value nearest to v (algorithms doc 11.1). At an exact midpoint
+/// the upper index wins; v <= V[0] gives 0 and v >= V[15] gives 15. Written as "find the
+/// bracketing pair V[k-1] <= v < V[k], then compare distances", which is what ggml's
+/// bisection computes; a NaN falls through every comparison to 15, as in ggml.
+inline int best_index_iq4nl(float v) noexcept {
+  const auto& V = kvalues_iq4nl;
+  if (v <= static_cast<float>(V[0])) return 0;
+  if (v >= static_cast<float>(V[15])) return 15;
+  int k = 1;
+  while (k < 15 && !(v < static_cast<float>(V[static_cast<std::size_t>(k)]))) ++k;
+  const float lo = static_cast<float>(V[static_cast<std::size_t>(k - 1)]);
+  const float hi = static_cast<float>(V[static_cast<std::size_t>(k)]);
+  return v - lo < hi - v ? k - 1 : k;
+}
+
+/// The shared IQ4 search of algorithms doc 11.2 for one super-block of n_blocks x 32
+/// weights (IQ4_NL: 1, IQ4_XS: 8), ntry = 7. Writes L[32 * n_blocks] (codebook indices,
+/// final) and returns the per-32 scales in `scales` and the signed largest-|scale| in
+/// `max_scale`. Error weights: qw * sqrtf(sigma2 + x^2) with an imatrix, else x^2;
+/// sigma2 = 2 * sum(x^2) / (32 * n_blocks), i.e. over the super-block.
+inline void iq4_search_superblock(const float* x, const float* qw, int n_blocks, std::uint8_t* L,
+                                  float* scales, float& max_scale) noexcept {
+  constexpr int ntry = 7;
+  const auto& V = kvalues_iq4nl;
+  const float v0 = static_cast<float>(V[0]);
+  const int sb = 32 * n_blocks;
+  float sigma2 = sum_squares(x, sb);
+  sigma2 *= 2.0f / static_cast<float>(sb);
+  float weight[32];
+  max_scale = 0.0f;
+  float amax_scale = 0.0f;
+  for (int ib = 0; ib < n_blocks; ++ib) {
+    const float* xb = x + 32 * ib;
+    std::uint8_t* Lb = L + 32 * ib;
+    for (int j = 0; j < 32; ++j)
+      weight[j] = qw ? qw[32 * ib + j] * std::sqrt(sigma2 + xb[j] * xb[j]) : xb[j] * xb[j];
+    float amax = 0.0f, max = 0.0f;
+    for (int j = 0; j < 32; ++j) {
+      const float ax = std::fabs(xb[j]);
+      if (ax > amax) {
+        amax = ax;
+        max = xb[j];
+      }
+    }
+    if (amax < group_max_eps) {  // L is recomputed by the caller
+      scales[ib] = 0.0f;
+      continue;
+    }
+    // Accumulate the weighted normal equations of "x ~ d * V[best_index(id * x)]".
+    auto fit = [&](float id, float& sumqx, float& sumq2, bool store) {
+      sumqx = 0.0f;
+      sumq2 = 0.0f;
+      for (int j = 0; j < 32; ++j) {
+        const int l = best_index_iq4nl(id * xb[j]);
+        if (store) Lb[j] = static_cast<std::uint8_t>(l);
+        const float q = static_cast<float>(V[static_cast<std::size_t>(l)]);
+        const float w = weight[j];
+        sumqx += w * q * xb[j];
+        sumq2 += w * q * q;
+      }
+    };
+    // Initial candidate maps max to +127 (nearest level 113) ...
+    float d = -max / v0;
+    float sumqx = 0.0f, sumq2 = 0.0f;
+    fit(1.0f / d, sumqx, sumq2, true);
+    d = sumq2 > 0.0f ? sumqx / sumq2 : 0.0f;
+    float best = d * sumqx;
+    // ... the 15 others map max to -127 + itry, the long end of the codebook.
+    for (int itry = -ntry; itry <= ntry; ++itry) {
+      const float id = static_cast<float>(itry + V[0]) / max;
+      fit(id, sumqx, sumq2, false);
+      if (sumq2 > 0.0f && sumqx * sumqx > best * sumq2) {
+        d = sumqx / sumq2;
+        best = d * sumqx;
+      }
+    }
+    scales[ib] = d;
+    const float abs_d = std::fabs(d);
+    if (abs_d > amax_scale) {
+      amax_scale = abs_d;
+      max_scale = d;
+    }
+  }
+}
+
+/// Packs 32 indices per block: qs[16ib + j] = L[32ib + j] | L[32ib + 16 + j] << 4.
+inline void pack_iq4_nibbles(const std::uint8_t* L, int n_blocks, std::uint8_t* qs) noexcept {
+  for (int ib = 0; ib < n_blocks; ++ib)
+    for (int j = 0; j < 16; ++j)
+      qs[16 * ib + j] = static_cast<std::uint8_t>(L[32 * ib + j] | (L[32 * ib + 16 + j] << 4));
+}
+
+}  // namespace detail
+
+namespace ref {
+
+/// Quantizes one row (x.size() = 32 * y.size()); `weights` empty or one per column.
+/// Equals quantize_iq4_nl(x, y, 1, n, imatrix-or-NULL) (not quantize_row_iq4_nl_ref).
+inline void quantize_iq4_nl(std::span<const float> x, std::span<block_iq4_nl> y,
+                            std::span<const float> weights = {}) noexcept {
+  SBGQ_DASSERT(x.size() == y.size() * block_iq4_nl::values);
+  SBGQ_DASSERT(weights.empty() || weights.size() == x.size());
+  std::uint8_t L[32];
+  for (std::size_t b = 0; b < y.size(); ++b) {
+    const float* xb = x.data() + 32 * b;
+    const float* qw = weights.empty() ? nullptr : weights.data() + 32 * b;
+    float scale = 0.0f, max_scale = 0.0f;
+    detail::iq4_search_superblock(xb, qw, 1, L, &scale, max_scale);
+    // Algorithms doc 11.2 step 4: store fp16(scale), recompute all 32 indices with the
+    // *unrounded* scale (an all-zero block gets index 8, the level +1, and d = 0).
+    y[b].d = to_f16(scale);
+    const float id = scale != 0.0f ? 1.0f / scale : 0.0f;
+    for (int j = 0; j < 32; ++j) L[j] = static_cast<std::uint8_t>(detail::best_index_iq4nl(id * xb[j]));
+    detail::pack_iq4_nibbles(L, 1, y[b].qs);
+  }
+}
+
+/// Quantizes one row (x.size() = 256 * y.size()); `weights` empty or one per column.
+/// Equals quantize_iq4_xs(x, y, 1, n, imatrix-or-NULL) and quantize_row_iq4_xs_ref.
+inline void quantize_iq4_xs(std::span<const float> x, std::span<block_iq4_xs> y,
+                            std::span<const float> weights = {}) noexcept {
+  SBGQ_DASSERT(x.size() == y.size() * qk_k);
+  SBGQ_DASSERT(weights.empty() || weights.size() == x.size());
+  std::uint8_t L[256];
+  float scales[8];
+  for (std::size_t b = 0; b < y.size(); ++b) {
+    const float* xb = x.data() + qk_k * b;
+    const float* qw = weights.empty() ? nullptr : weights.data() + qk_k * b;
+    block_iq4_xs& out = y[b];
+    float max_scale = 0.0f;
+    detail::iq4_search_superblock(xb, qw, 8, L, scales, max_scale);
+    // Algorithms doc 11.2 step 3: the dominant block gets l = -32; D = -max_scale/32 is
+    // stored as fp16 but the 6-bit codes and the final indices use the unrounded D.
+    // (All-zero super-block: D = -0.0 -> d = 0x8000, every l = 0 -> scales_h 0xAAAA.)
+    const float D = -max_scale / 32.0f;
+    out.d = to_f16(D);
+    const float id = D != 0.0f ? 1.0f / D : 0.0f;
+    std::uint16_t scales_h = 0;
+    for (int ib = 0; ib < 8; ++ib) {
+      int l = detail::nearest_int(id * scales[ib]);
+      l = std::max(-32, std::min(31, l));
+      const float dl = D * static_cast<float>(l);
+      const float idl = dl != 0.0f ? 1.0f / dl : 0.0f;
+      for (int j = 0; j < 32; ++j)
+        L[32 * ib + j] = static_cast<std::uint8_t>(detail::best_index_iq4nl(idl * xb[32 * ib + j]));
+      l += 32;
+      const auto lo = static_cast<std::uint8_t>(l & 0xF);
+      if (ib % 2 == 0)
+        out.scales_l[ib / 2] = lo;
+      else
+        out.scales_l[ib / 2] = static_cast<std::uint8_t>(out.scales_l[ib / 2] | (lo << 4));
+      scales_h = static_cast<std::uint16_t>(scales_h | ((l >> 4) << (2 * ib)));
+    }
+    out.scales_h = scales_h;
+    detail::pack_iq4_nibbles(L, 8, out.qs);
+  }
+}
+
+/// Decodes one row: y = d * kvalues_iq4nl[idx] (blocks doc 8).
+inline void dequantize_iq4_nl(std::span<const block_iq4_nl> x, std::span<float> y) noexcept {
+  SBGQ_DASSERT(y.size() == x.size() * block_iq4_nl::values);
+  for (std::size_t b = 0; b < x.size(); ++b) {
+    const float d = to_f32(x[b].d);
+    float* out = y.data() + 32 * b;
+    for (int j = 0; j < 16; ++j) {
+      out[j] = d * static_cast<float>(kvalues_iq4nl[x[b].qs[j] & 0xF]);
+      out[j + 16] = d * static_cast<float>(kvalues_iq4nl[x[b].qs[j] >> 4]);
+    }
+  }
+}
+
+/// Decodes one row: y = (d * (ls - 32)) * kvalues_iq4nl[idx] (blocks doc 9).
+inline void dequantize_iq4_xs(std::span<const block_iq4_xs> x, std::span<float> y) noexcept {
+  SBGQ_DASSERT(y.size() == x.size() * qk_k);
+  for (std::size_t b = 0; b < x.size(); ++b) {
+    const block_iq4_xs& blk = x[b];
+    const float D = to_f32(blk.d);
+    float* out = y.data() + qk_k * b;
+    for (int ib = 0; ib < 8; ++ib) {
+      const int ls = ((blk.scales_l[ib / 2] >> (4 * (ib % 2))) & 0xF) | (((blk.scales_h >> (2 * ib)) & 3) << 4);
+      const float dl = D * static_cast<float>(ls - 32);
+      const std::uint8_t* qs = blk.qs + 16 * ib;
+      for (int j = 0; j < 16; ++j) {
+        out[32 * ib + j] = dl * static_cast<float>(kvalues_iq4nl[qs[j] & 0xF]);
+        out[32 * ib + 16 + j] = dl * static_cast<float>(kvalues_iq4nl[qs[j] >> 4]);
+      }
+    }
+  }
+}
+
+}  // namespace ref
+
+namespace detail {
+// Level dispatch. Kernels in kernels/<target>/iq4.hpp (namespaces sbgq::avx2 /
+// sbgq::avx512, same names and signatures as ref) are wired in by including them above
+// and adding a case; the public API does not change.
+inline void quantize_iq4_nl_at(simd_level level, std::span<const float> x, std::span<block_iq4_nl> y,
+                               std::span<const float> w) noexcept {
+  switch (level) {
+    default: ref::quantize_iq4_nl(x, y, w); break;
+  }
+}
+inline void dequantize_iq4_nl_at(simd_level level, std::span<const block_iq4_nl> x, std::span<float> y) noexcept {
+  switch (level) {
+    default: ref::dequantize_iq4_nl(x, y); break;
+  }
+}
+inline void quantize_iq4_xs_at(simd_level level, std::span<const float> x, std::span<block_iq4_xs> y,
+                               std::span<const float> w) noexcept {
+  switch (level) {
+    default: ref::quantize_iq4_xs(x, y, w); break;
+  }
+}
+inline void dequantize_iq4_xs_at(simd_level level, std::span<const block_iq4_xs> x, std::span<float> y) noexcept {
+  switch (level) {
+    default: ref::dequantize_iq4_xs(x, y); break;
+  }
+}
+}  // namespace detail
+
+/// Quantizes one row of `src` (a multiple of 32 floats) into src.size()/32 blocks.
+/// `weights`: empty (llama.cpp's x^2 weighting) or one importance value per column.
+/// Errors: size_mismatch; not_finite naming the column. Thread-safe.
+inline result<void> quantize_iq4_nl(std::span<const float> src, std::span<block_iq4_nl> dst,
+                                    std::span<const float> weights = {}) {
+  SBGQ_TRY_VOID(detail::check_quantize_row("iq4_nl", src, block_iq4_nl::values, dst.size(), weights));
+  detail::quantize_iq4_nl_at(active_simd_level(), src, dst, weights);
+  return {};
+}
+
+/// Decodes src.size() blocks into dst (32 floats per block). Errors: size_mismatch.
+inline result<void> dequantize_iq4_nl(std::span<const block_iq4_nl> src, std::span<float> dst) {
+  SBGQ_TRY_VOID(detail::check_row_sizes("iq4_nl", dst.size(), block_iq4_nl::values, src.size(), "the output"));
+  detail::dequantize_iq4_nl_at(active_simd_level(), src, dst);
+  return {};
+}
+
+/// Quantizes one row of `src` (a multiple of 256 floats) into src.size()/256 blocks.
+/// `weights`: empty (llama.cpp's x^2 weighting) or one importance value per column.
+/// Errors: size_mismatch; not_finite naming the column. Thread-safe.
+inline result<void> quantize_iq4_xs(std::span<const float> src, std::span<block_iq4_xs> dst,
+                                    std::span<const float> weights = {}) {
+  SBGQ_TRY_VOID(detail::check_quantize_row("iq4_xs", src, qk_k, dst.size(), weights));
+  detail::quantize_iq4_xs_at(active_simd_level(), src, dst, weights);
+  return {};
+}
+
+/// Decodes src.size() blocks into dst (256 floats per block). Errors: size_mismatch.
+inline result<void> dequantize_iq4_xs(std::span<const block_iq4_xs> src, std::span<float> dst) {
+  SBGQ_TRY_VOID(detail::check_row_sizes("iq4_xs", dst.size(), qk_k, src.size(), "the output"));
+  detail::dequantize_iq4_xs_at(active_simd_level(), src, dst);
+  return {};
+}
+
+SBGQ_END_NAMESPACE

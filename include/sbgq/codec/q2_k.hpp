@@ -1,0 +1,165 @@
+// Q2_K: 2-bit asymmetric K-quant, 16 sub-blocks of 16 with 4-bit scales and mins.
+//
+// Scalar reference (sbgq::ref), bit-exact with llama.cpp's quantize_row_q2_K_ref (no
+// importance weights, algorithms doc 12.1), quantize_row_q2_K_impl (with them, 12.2) and
+// dequantize_row_q2_K (blocks doc 6); and the public API.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+
+#include "../base.hpp"
+#include "../dtype.hpp"
+#include "../error.hpp"
+#include "../simd/dispatch.hpp"
+#include "blocks.hpp"
+#include "common.hpp"
+#include "k_quant_common.hpp"
+
+SBGQ_BEGIN_NAMESPACE
+
+namespace ref {
+
+/// Quantizes one row (x.size() = 256 * y.size()); `weights` empty or one per column.
+inline void quantize_q2_k(std::span<const float> x, std::span<block_q2_k> y,
+                          std::span<const float> weights = {}) noexcept {
+  SBGQ_DASSERT(x.size() == y.size() * qk_k);
+  SBGQ_DASSERT(weights.empty() || weights.size() == x.size());
+  std::uint8_t L[256];
+  std::uint8_t Laux[16];
+  float w16[16];
+  float scales[16];
+  float mins[16];
+  for (std::size_t b = 0; b < y.size(); ++b) {
+    const float* xb = x.data() + b * qk_k;
+    block_q2_k& out = y[b];
+    if (weights.empty()) {
+      // 12.1: weights |x|, H3 with (16, 3, -0.5, 0.1, 15) and the *absolute* error.
+      float max_scale = 0.0f, max_min = 0.0f;
+      for (int j = 0; j < 16; ++j) {
+        for (int l = 0; l < 16; ++l) w16[l] = std::fabs(xb[16 * j + l]);
+        scales[j] = detail::make_qkx_quants(16, 3, xb + 16 * j, w16, L + 16 * j, &mins[j], Laux, -0.5f,
+                                            0.1f, 15, true);
+        if (scales[j] > max_scale) max_scale = scales[j];
+        if (mins[j] > max_min) max_min = mins[j];
+      }
+      // 4-bit codes from the unrounded inverse (<= 15 by construction, not clamped).
+      if (max_scale > 0.0f) {
+        const float iscale = 15.0f / max_scale;
+        for (int j = 0; j < 16; ++j)
+          out.scales[j] = static_cast<std::uint8_t>(detail::nearest_int(iscale * scales[j]));
+        out.d = to_f16(max_scale / 15.0f);
+      } else {
+        for (int j = 0; j < 16; ++j) out.scales[j] = 0;
+        out.d = to_f16(0.0f);
+      }
+      if (max_min > 0.0f) {
+        const float iscale = 15.0f / max_min;
+        for (int j = 0; j < 16; ++j)
+          out.scales[j] = static_cast<std::uint8_t>(out.scales[j] | (detail::nearest_int(iscale * mins[j]) << 4));
+        out.dmin = to_f16(max_min / 15.0f);
+      } else {
+        out.dmin = to_f16(0.0f);
+      }
+    } else {
+      // 12.2: sigma2 = sum(x^2)/256 (no factor 2 here, unlike Q3_K..Q5_K); weights
+      // qw * sqrtf(sigma2 + x^2); H3 with (-0.9, 0.05, 36) and squared error; then the
+      // 4-bit scales and mins are fitted by H4 weighted by the sub-block weight sums.
+      const float* qw = weights.data() + b * qk_k;
+      const float sigma2 = detail::sum_squares(xb, 256) / 256.0f;
+      float sw[16];
+      for (int j = 0; j < 16; ++j) {
+        float sumw = 0.0f;
+        for (int l = 0; l < 16; ++l) {
+          const float xv = xb[16 * j + l];
+          w16[l] = qw[16 * j + l] * std::sqrt(sigma2 + xv * xv);
+          sumw += w16[l];
+        }
+        sw[j] = sumw;
+        scales[j] = detail::make_qkx_quants(16, 3, xb + 16 * j, w16, L + 16 * j, &mins[j], Laux, -0.9f,
+                                            0.05f, 36, false);
+      }
+      std::uint8_t Ls[16], Lm[16];
+      const float dm = detail::make_qp_quants(16, 15, scales, Ls, sw);
+      const float mm = detail::make_qp_quants(16, 15, mins, Lm, sw);
+      out.d = to_f16(dm);
+      out.dmin = to_f16(mm);
+      for (int j = 0; j < 16; ++j) out.scales[j] = static_cast<std::uint8_t>(Ls[j] | (Lm[j] << 4));
+    }
+    // Re-quantize against the decoded fp16 scales with a true division; a sub-block
+    // whose decoded scale is 0 keeps H3's L.
+    const float D = to_f32(out.d), M = to_f32(out.dmin);
+    for (int j = 0; j < 16; ++j) {
+      const float dj = D * static_cast<float>(out.scales[j] & 0xF);
+      if (dj == 0.0f) continue;
+      const float m = M * static_cast<float>(out.scales[j] >> 4);
+      for (int ii = 0; ii < 16; ++ii) {
+        const int l = detail::nearest_int((xb[16 * j + ii] + m) / dj);
+        L[16 * j + ii] = static_cast<std::uint8_t>(std::max(0, std::min(3, l)));
+      }
+    }
+    // Pack (blocks doc 6): byte 32h + l holds weights 128h + l + 32g in bits 2g..2g+1.
+    for (int h = 0; h < 2; ++h)
+      for (int l = 0; l < 32; ++l) {
+        const std::uint8_t* Lh = L + 128 * h;
+        out.qs[32 * h + l] =
+            static_cast<std::uint8_t>(Lh[l] | (Lh[l + 32] << 2) | (Lh[l + 64] << 4) | (Lh[l + 96] << 6));
+      }
+  }
+}
+
+/// Decodes one row: y = (d * s_j) * q - (dmin * m_j) (blocks doc 6).
+inline void dequantize_q2_k(std::span<const block_q2_k> x, std::span<float> y) noexcept {
+  SBGQ_DASSERT(y.size() == x.size() * qk_k);
+  float* out = y.data();
+  for (const block_q2_k& blk : x) {
+    const float D = to_f32(blk.d), M = to_f32(blk.dmin);
+    for (int i = 0; i < 256; ++i) {
+      const int j = i / 16;
+      const float dl = D * static_cast<float>(blk.scales[j] & 0xF);
+      const float ml = M * static_cast<float>(blk.scales[j] >> 4);
+      const int q = (blk.qs[32 * (i / 128) + i % 32] >> (2 * ((i % 128) / 32))) & 3;
+      out[i] = dl * static_cast<float>(q) - ml;
+    }
+    out += 256;
+  }
+}
+
+}  // namespace ref
+
+namespace detail {
+// Level dispatch; see q4_k.hpp for how kernels are added.
+inline void quantize_q2_k_at(simd_level level, std::span<const float> x, std::span<block_q2_k> y,
+                             std::span<const float> w) noexcept {
+  switch (level) {
+    default: ref::quantize_q2_k(x, y, w); break;
+  }
+}
+inline void dequantize_q2_k_at(simd_level level, std::span<const block_q2_k> x, std::span<float> y) noexcept {
+  switch (level) {
+    default: ref::dequantize_q2_k(x, y); break;
+  }
+}
+}  // namespace detail
+
+/// Quantizes one row of `src` (a multiple of 256 floats) into src.size()/256 blocks.
+/// `weights`: empty (llama.cpp without imatrix) or one importance value per column.
+/// Errors: size_mismatch; not_finite naming the column. Thread-safe.
+inline result<void> quantize_q2_k(std::span<const float> src, std::span<block_q2_k> dst,
+                                  std::span<const float> weights = {}) {
+  SBGQ_TRY_VOID(detail::check_quantize_row("q2_K", src, qk_k, dst.size(), weights));
+  detail::quantize_q2_k_at(active_simd_level(), src, dst, weights);
+  return {};
+}
+
+/// Decodes src.size() blocks into dst (256 floats per block). Errors: size_mismatch.
+inline result<void> dequantize_q2_k(std::span<const block_q2_k> src, std::span<float> dst) {
+  SBGQ_TRY_VOID(detail::check_row_sizes("q2_K", dst.size(), qk_k, src.size(), "the output"));
+  detail::dequantize_q2_k_at(active_simd_level(), src, dst);
+  return {};
+}
+
+SBGQ_END_NAMESPACE

@@ -1,0 +1,164 @@
+// Q3_K: 3-bit symmetric K-quant, 16 sub-blocks of 16 with signed 6-bit scales.
+//
+// Scalar reference (sbgq::ref), bit-exact with llama.cpp's quantize_row_q3_K_ref (no
+// importance weights, algorithms doc 13.1), quantize_row_q3_K_impl (with them, 13.2) and
+// dequantize_row_q3_K (blocks doc 7); and the public API.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+
+#include "../base.hpp"
+#include "../dtype.hpp"
+#include "../error.hpp"
+#include "../simd/dispatch.hpp"
+#include "blocks.hpp"
+#include "common.hpp"
+#include "k_quant_common.hpp"
+
+SBGQ_BEGIN_NAMESPACE
+
+namespace ref {
+
+/// Quantizes one row (x.size() = 256 * y.size()); `weights` empty or one per column.
+inline void quantize_q3_k(std::span<const float> x, std::span<block_q3_k> y,
+                          std::span<const float> weights = {}) noexcept {
+  SBGQ_DASSERT(x.size() == y.size() * qk_k);
+  SBGQ_DASSERT(weights.empty() || weights.size() == x.size());
+  std::int8_t L[256];
+  float scales[16];
+  for (std::size_t b = 0; b < y.size(); ++b) {
+    const float* xb = x.data() + b * qk_k;
+    block_q3_k& out = y[b];
+    for (int k = 0; k < 12; ++k) out.scales[k] = 0;
+    if (weights.empty()) {
+      // 13.1 step 1: H2 per sub-block; keep the signed scale of largest magnitude.
+      float max_scale = 0.0f, amax = 0.0f;
+      for (int j = 0; j < 16; ++j) {
+        scales[j] = detail::make_q3_quants(16, 4, xb + 16 * j, L + 16 * j);
+        const float scale = std::fabs(scales[j]);
+        if (scale > amax) {
+          amax = scale;
+          max_scale = scales[j];
+        }
+      }
+      // Step 2: 6-bit codes from the unrounded iscale = -32/max_scale. The code is
+      // narrowed to int8 *before* the clamp (a C quirk kept for bit-exactness), then
+      // biased by +32.
+      if (max_scale != 0.0f) {
+        const float iscale = -32.0f / max_scale;
+        for (int j = 0; j < 16; ++j) {
+          const auto l8 = static_cast<std::int8_t>(detail::nearest_int(iscale * scales[j]));
+          const int S = std::max(-32, std::min(31, static_cast<int>(l8))) + 32;
+          detail::put_scale_q3_k(j, S, out.scales);
+        }
+        out.d = to_f16(1.0f / iscale);
+      } else {
+        out.d = to_f16(0.0f);
+      }
+    } else {
+      // 13.2: sigma2 = 2*sum(x^2)/256; weights qw * sqrtf(sigma2 + x^2); H1 per
+      // sub-block (nmax 4); then H1 again (nmax 32) over the 16 scales, weighted by the
+      // sub-block weight sums; its L is already biased by +32.
+      const float* qw = weights.data() + b * qk_k;
+      const float sigma2 = 2.0f * detail::sum_squares(xb, 256) / 256.0f;
+      float w16[16];
+      float sw[16];
+      for (int j = 0; j < 16; ++j) {
+        float sumw = 0.0f;
+        for (int l = 0; l < 16; ++l) {
+          const float xv = xb[16 * j + l];
+          w16[l] = qw[16 * j + l] * std::sqrt(sigma2 + xv * xv);
+          sumw += w16[l];
+        }
+        sw[j] = sumw;
+        scales[j] = detail::make_qx_quants(16, 4, xb + 16 * j, L + 16 * j, w16);
+      }
+      std::int8_t Ls[16];
+      const float d_block = detail::make_qx_quants(16, 32, scales, Ls, sw);
+      for (int j = 0; j < 16; ++j) detail::put_scale_q3_k(j, Ls[j], out.scales);
+      out.d = to_f16(d_block);
+    }
+    // 13.1 step 3: re-quantize against the decoded fp16 d (true division); a sub-block
+    // with a zero decoded scale keeps its search L (+4 offset, or raw 0 if all-zero).
+    const float D = to_f32(out.d);
+    for (int j = 0; j < 16; ++j) {
+      const float dj = D * static_cast<float>(detail::get_scale_q3_k(j, out.scales) - 32);
+      if (dj == 0.0f) continue;
+      for (int ii = 0; ii < 16; ++ii) {
+        const int l = detail::nearest_int(xb[16 * j + ii] / dj);
+        L[16 * j + ii] = static_cast<std::int8_t>(std::max(-4, std::min(3, l)) + 4);
+      }
+    }
+    // Step 4: the third bit of weight i goes to bit i/32 of hmask[i%32].
+    for (int k = 0; k < 32; ++k) out.hmask[k] = 0;
+    for (int i = 0; i < 256; ++i) {
+      if (L[i] > 3) {
+        out.hmask[i % 32] = static_cast<std::uint8_t>(out.hmask[i % 32] | (1u << (i / 32)));
+        L[i] = static_cast<std::int8_t>(L[i] - 4);
+      }
+    }
+    // Step 5: the low 2 bits, packed as Q2_K.
+    for (int h = 0; h < 2; ++h)
+      for (int l = 0; l < 32; ++l) {
+        const std::int8_t* Lh = L + 128 * h;
+        out.qs[32 * h + l] =
+            static_cast<std::uint8_t>(Lh[l] | (Lh[l + 32] << 2) | (Lh[l + 64] << 4) | (Lh[l + 96] << 6));
+      }
+  }
+}
+
+/// Decodes one row: y = (d * (S_j - 32)) * (q2 - (hbit ? 0 : 4)) (blocks doc 7).
+inline void dequantize_q3_k(std::span<const block_q3_k> x, std::span<float> y) noexcept {
+  SBGQ_DASSERT(y.size() == x.size() * qk_k);
+  float* out = y.data();
+  for (const block_q3_k& blk : x) {
+    const float D = to_f32(blk.d);
+    for (int i = 0; i < 256; ++i) {
+      const float dl = D * static_cast<float>(detail::get_scale_q3_k(i / 16, blk.scales) - 32);
+      const int q2 = (blk.qs[32 * (i / 128) + i % 32] >> (2 * ((i % 128) / 32))) & 3;
+      const int hbit = (blk.hmask[i % 32] >> (i / 32)) & 1;
+      out[i] = dl * static_cast<float>(q2 - (hbit ? 0 : 4));
+    }
+    out += 256;
+  }
+}
+
+}  // namespace ref
+
+namespace detail {
+// Level dispatch; see q4_k.hpp for how kernels are added.
+inline void quantize_q3_k_at(simd_level level, std::span<const float> x, std::span<block_q3_k> y,
+                             std::span<const float> w) noexcept {
+  switch (level) {
+    default: ref::quantize_q3_k(x, y, w); break;
+  }
+}
+inline void dequantize_q3_k_at(simd_level level, std::span<const block_q3_k> x, std::span<float> y) noexcept {
+  switch (level) {
+    default: ref::dequantize_q3_k(x, y); break;
+  }
+}
+}  // namespace detail
+
+/// Quantizes one row of `src` (a multiple of 256 floats) into src.size()/256 blocks.
+/// `weights`: empty (llama.cpp without imatrix) or one importance value per column.
+/// Errors: size_mismatch; not_finite naming the column. Thread-safe.
+inline result<void> quantize_q3_k(std::span<const float> src, std::span<block_q3_k> dst,
+                                  std::span<const float> weights = {}) {
+  SBGQ_TRY_VOID(detail::check_quantize_row("q3_K", src, qk_k, dst.size(), weights));
+  detail::quantize_q3_k_at(active_simd_level(), src, dst, weights);
+  return {};
+}
+
+/// Decodes src.size() blocks into dst (256 floats per block). Errors: size_mismatch.
+inline result<void> dequantize_q3_k(std::span<const block_q3_k> src, std::span<float> dst) {
+  SBGQ_TRY_VOID(detail::check_row_sizes("q3_K", dst.size(), qk_k, src.size(), "the output"));
+  detail::dequantize_q3_k_at(active_simd_level(), src, dst);
+  return {};
+}
+
+SBGQ_END_NAMESPACE

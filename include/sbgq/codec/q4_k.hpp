@@ -1,0 +1,191 @@
+// Q4_K: 4-bit asymmetric K-quant, 8 sub-blocks of 32 with 6-bit scales and mins.
+//
+// Scalar reference (sbgq::ref), bit-exact with llama.cpp:
+//   - no importance weights: quantize_row_q4_K_ref (= quantize_q4_K with imatrix NULL),
+//     algorithms doc 8.1;
+//   - with importance weights: quantize_row_q4_K_impl (= quantize_q4_K / ggml_quantize_chunk
+//     with an imatrix), algorithms doc 8.2;
+//   - dequantize_row_q4_K, blocks doc 3.
+// and the public API (sbgq::quantize_q4_k / sbgq::dequantize_q4_k) that checks its
+// arguments and dispatches on active_simd_level().
+#pragma once
+
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+
+#include "../base.hpp"
+#include "../dtype.hpp"
+#include "../error.hpp"
+#include "../simd/dispatch.hpp"
+#include "blocks.hpp"
+#include "common.hpp"
+#include "k_quant_common.hpp"
+
+SBGQ_BEGIN_NAMESPACE
+
+namespace detail {
+
+/// Q4_K and Q5_K share everything but the quant width: the per-sub-block search (H3),
+/// the 6-bit scale/min coding and the final re-quantization against the decoded fp16
+/// super-scales. This fills L[256] (values 0..nmax), the scales bytes, d and dmin of
+/// one super-block; the caller packs the quants.
+///
+/// ref_rmin/ref_nstep: H3 parameters of the no-imatrix path (Q4_K -1.0/20, Q5_K -0.5/15).
+inline void quantize_k_scale_min_superblock(const float* x, const float* qw, int nmax, float ref_rmin,
+                                            int ref_nstep, std::uint8_t* L, std::uint8_t* scales_out,
+                                            f16& d_out, f16& dmin_out) noexcept {
+  float weights[32];
+  float scales[8];
+  float mins[8];
+  std::uint8_t Laux[32];
+  std::uint8_t ls[8];
+  std::uint8_t lm[8];
+  if (qw == nullptr) {
+    // Algorithms doc 8.1: per sub-block weights av_x + |x| with av_x the RMS of the
+    // sub-block (sqrtf of s2/32: divide, then sqrt), H3 with the ref parameters.
+    float max_scale = 0.0f, max_min = 0.0f;
+    for (int j = 0; j < 8; ++j) {
+      const float* xs = x + 32 * j;
+      const float av_x = std::sqrt(sum_squares(xs, 32) / 32.0f);
+      for (int l = 0; l < 32; ++l) weights[l] = av_x + std::fabs(xs[l]);
+      scales[j] = make_qkx_quants(32, nmax, xs, weights, L + 32 * j, &mins[j], Laux, ref_rmin, 0.1f,
+                                  ref_nstep, false);
+      if (scales[j] > max_scale) max_scale = scales[j];
+      if (mins[j] > max_min) max_min = mins[j];
+    }
+    // 6-bit codes from the *unrounded* inverse super-scales. The uint8 cast comes before
+    // the clamp (a negative code would wrap to >= 193 and then clamp to 63).
+    const float inv_scale = max_scale > 0.0f ? 63.0f / max_scale : 0.0f;
+    const float inv_min = max_min > 0.0f ? 63.0f / max_min : 0.0f;
+    for (int j = 0; j < 8; ++j) {
+      ls[j] = static_cast<std::uint8_t>(nearest_int(inv_scale * scales[j]));
+      lm[j] = static_cast<std::uint8_t>(nearest_int(inv_min * mins[j]));
+      if (ls[j] > 63) ls[j] = 63;
+      if (lm[j] > 63) lm[j] = 63;
+    }
+    d_out = to_f16(max_scale / 63.0f);
+    dmin_out = to_f16(max_min / 63.0f);
+  } else {
+    // Algorithms doc 8.2: sigma2 = 2*sum(x^2)/256 over the super-block; weights
+    // qw * sqrtf(sigma2 + x^2); H3 with (-0.9, 0.05, 36); then the sub-block scales and
+    // mins themselves are fitted by H4, weighted by each sub-block's total weight.
+    const float sigma2 = 2.0f * sum_squares(x, 256) / 256.0f;
+    float sw[8];
+    for (int j = 0; j < 8; ++j) {
+      const float* xs = x + 32 * j;
+      const float* qs = qw + 32 * j;
+      float sumw = 0.0f;
+      for (int l = 0; l < 32; ++l) {
+        weights[l] = qs[l] * std::sqrt(sigma2 + xs[l] * xs[l]);
+        sumw += weights[l];
+      }
+      sw[j] = sumw;
+      scales[j] = make_qkx_quants(32, nmax, xs, weights, L + 32 * j, &mins[j], Laux, -0.9f, 0.05f, 36, false);
+    }
+    const float d_block = make_qp_quants(8, 63, scales, ls, sw);
+    const float m_block = make_qp_quants(8, 63, mins, lm, sw);
+    for (int j = 0; j < 8; ++j) {  // no-op clamps (ggml's Q5_K has them, Q4_K not)
+      if (ls[j] > 63) ls[j] = 63;
+      if (lm[j] > 63) lm[j] = 63;
+    }
+    d_out = to_f16(d_block);
+    dmin_out = to_f16(m_block);
+  }
+  pack_scale_min_k4(ls, lm, scales_out);
+  // Re-quantize every sub-block against the *decoded* fp16 scales with a true division.
+  // A sub-block whose decoded scale is 0 keeps the L of its H3 search.
+  const float D = to_f32(d_out), M = to_f32(dmin_out);
+  for (int j = 0; j < 8; ++j) {
+    std::uint8_t sc = 0, m = 0;
+    get_scale_min_k4(j, scales_out, sc, m);
+    const float dj = D * static_cast<float>(sc);
+    if (dj == 0.0f) continue;
+    const float dm = M * static_cast<float>(m);
+    for (int ii = 0; ii < 32; ++ii) {
+      const int l = nearest_int((x[32 * j + ii] + dm) / dj);
+      L[32 * j + ii] = static_cast<std::uint8_t>(std::max(0, std::min(nmax, l)));
+    }
+  }
+}
+
+}  // namespace detail
+
+namespace ref {
+
+/// Quantizes one row (x.size() = 256 * y.size()). `weights`: empty for llama.cpp's
+/// no-imatrix path, or one importance value per column (the imatrix path).
+inline void quantize_q4_k(std::span<const float> x, std::span<block_q4_k> y,
+                          std::span<const float> weights = {}) noexcept {
+  SBGQ_DASSERT(x.size() == y.size() * qk_k);
+  SBGQ_DASSERT(weights.empty() || weights.size() == x.size());
+  std::uint8_t L[256];
+  for (std::size_t b = 0; b < y.size(); ++b) {
+    const float* xb = x.data() + b * qk_k;
+    const float* qw = weights.empty() ? nullptr : weights.data() + b * qk_k;
+    block_q4_k& out = y[b];
+    detail::quantize_k_scale_min_superblock(xb, qw, 15, -1.0f, 20, L, out.scales, out.d, out.dmin);
+    // Blocks doc 3.2: chunk c of 64 weights -> qs[32c + l] = L[64c + l] | L[64c + 32 + l] << 4.
+    for (int c = 0; c < 4; ++c)
+      for (int l = 0; l < 32; ++l)
+        out.qs[32 * c + l] = static_cast<std::uint8_t>(L[64 * c + l] | (L[64 * c + 32 + l] << 4));
+  }
+}
+
+/// Decodes one row: y = (d * sc_j) * q - (dmin * m_j) (blocks doc 3.3).
+inline void dequantize_q4_k(std::span<const block_q4_k> x, std::span<float> y) noexcept {
+  SBGQ_DASSERT(y.size() == x.size() * qk_k);
+  float* out = y.data();
+  for (const block_q4_k& blk : x) {
+    const float D = to_f32(blk.d), M = to_f32(blk.dmin);
+    for (int c = 0; c < 4; ++c) {
+      std::uint8_t sc = 0, m = 0;
+      detail::get_scale_min_k4(2 * c, blk.scales, sc, m);
+      const float d1 = D * static_cast<float>(sc), m1 = M * static_cast<float>(m);
+      detail::get_scale_min_k4(2 * c + 1, blk.scales, sc, m);
+      const float d2 = D * static_cast<float>(sc), m2 = M * static_cast<float>(m);
+      const std::uint8_t* q = blk.qs + 32 * c;
+      for (int l = 0; l < 32; ++l) *out++ = d1 * static_cast<float>(q[l] & 0xF) - m1;
+      for (int l = 0; l < 32; ++l) *out++ = d2 * static_cast<float>(q[l] >> 4) - m2;
+    }
+  }
+}
+
+}  // namespace ref
+
+namespace detail {
+// Level dispatch. Kernels in kernels/<target>/q4_k.hpp (namespaces sbgq::avx2 /
+// sbgq::avx512, same names and signatures as ref) are wired in by including them above
+// and adding a case; the public API does not change.
+inline void quantize_q4_k_at(simd_level level, std::span<const float> x, std::span<block_q4_k> y,
+                             std::span<const float> w) noexcept {
+  switch (level) {
+    default: ref::quantize_q4_k(x, y, w); break;
+  }
+}
+inline void dequantize_q4_k_at(simd_level level, std::span<const block_q4_k> x, std::span<float> y) noexcept {
+  switch (level) {
+    default: ref::dequantize_q4_k(x, y); break;
+  }
+}
+}  // namespace detail
+
+/// Quantizes one row of `src` (a multiple of 256 floats) into src.size()/256 blocks.
+/// `weights`: empty (llama.cpp without imatrix) or one importance value per column.
+/// Errors: size_mismatch; not_finite naming the column. Thread-safe.
+inline result<void> quantize_q4_k(std::span<const float> src, std::span<block_q4_k> dst,
+                                  std::span<const float> weights = {}) {
+  SBGQ_TRY_VOID(detail::check_quantize_row("q4_K", src, qk_k, dst.size(), weights));
+  detail::quantize_q4_k_at(active_simd_level(), src, dst, weights);
+  return {};
+}
+
+/// Decodes src.size() blocks into dst (256 floats per block). Errors: size_mismatch.
+inline result<void> dequantize_q4_k(std::span<const block_q4_k> src, std::span<float> dst) {
+  SBGQ_TRY_VOID(detail::check_row_sizes("q4_K", dst.size(), qk_k, src.size(), "the output"));
+  detail::dequantize_q4_k_at(active_simd_level(), src, dst);
+  return {};
+}
+
+SBGQ_END_NAMESPACE

@@ -1,0 +1,117 @@
+// Q5_K: 5-bit asymmetric K-quant; Q4_K plus one high bit per weight.
+//
+// Scalar reference (sbgq::ref), bit-exact with llama.cpp's quantize_row_q5_K_ref (no
+// importance weights), quantize_row_q5_K_impl (with them) and dequantize_row_q5_K, and
+// the public API. Algorithms doc section 9 lists the only differences from Q4_K: nmax 31,
+// the ref-path H3 parameters (-0.5, 0.1, 15) and the packing of the fifth bit (blocks
+// doc 4). The super-block search is shared with Q4_K (q4_k.hpp).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+
+#include "../base.hpp"
+#include "../dtype.hpp"
+#include "../error.hpp"
+#include "../simd/dispatch.hpp"
+#include "blocks.hpp"
+#include "common.hpp"
+#include "k_quant_common.hpp"
+#include "q4_k.hpp"
+
+SBGQ_BEGIN_NAMESPACE
+
+namespace ref {
+
+/// Quantizes one row (x.size() = 256 * y.size()); `weights` empty or one per column.
+inline void quantize_q5_k(std::span<const float> x, std::span<block_q5_k> y,
+                          std::span<const float> weights = {}) noexcept {
+  SBGQ_DASSERT(x.size() == y.size() * qk_k);
+  SBGQ_DASSERT(weights.empty() || weights.size() == x.size());
+  std::uint8_t L[256];
+  for (std::size_t b = 0; b < y.size(); ++b) {
+    const float* xb = x.data() + b * qk_k;
+    const float* qw = weights.empty() ? nullptr : weights.data() + b * qk_k;
+    block_q5_k& out = y[b];
+    detail::quantize_k_scale_min_superblock(xb, qw, 31, -0.5f, 15, L, out.scales, out.d, out.dmin);
+    // Blocks doc 4: the low nibbles as Q4_K; for chunk c the fifth bit of the low-half
+    // weight goes to bit 2c of qh[l], that of the high-half weight to bit 2c+1.
+    for (int l = 0; l < 32; ++l) out.qh[l] = 0;
+    for (int c = 0; c < 4; ++c) {
+      for (int l = 0; l < 32; ++l) {
+        int lo = L[64 * c + l], hi = L[64 * c + 32 + l];
+        if (lo > 15) {
+          lo -= 16;
+          out.qh[l] = static_cast<std::uint8_t>(out.qh[l] | (1u << (2 * c)));
+        }
+        if (hi > 15) {
+          hi -= 16;
+          out.qh[l] = static_cast<std::uint8_t>(out.qh[l] | (2u << (2 * c)));
+        }
+        out.qs[32 * c + l] = static_cast<std::uint8_t>(lo | (hi << 4));
+      }
+    }
+  }
+}
+
+/// Decodes one row: y = (d * sc_j) * (nibble + 16 * bit) - (dmin * m_j) (blocks doc 4).
+inline void dequantize_q5_k(std::span<const block_q5_k> x, std::span<float> y) noexcept {
+  SBGQ_DASSERT(y.size() == x.size() * qk_k);
+  float* out = y.data();
+  for (const block_q5_k& blk : x) {
+    const float D = to_f32(blk.d), M = to_f32(blk.dmin);
+    for (int c = 0; c < 4; ++c) {
+      std::uint8_t sc = 0, m = 0;
+      detail::get_scale_min_k4(2 * c, blk.scales, sc, m);
+      const float d1 = D * static_cast<float>(sc), m1 = M * static_cast<float>(m);
+      detail::get_scale_min_k4(2 * c + 1, blk.scales, sc, m);
+      const float d2 = D * static_cast<float>(sc), m2 = M * static_cast<float>(m);
+      const std::uint8_t* q = blk.qs + 32 * c;
+      for (int l = 0; l < 32; ++l) {
+        const int v = (q[l] & 0xF) + (((blk.qh[l] >> (2 * c)) & 1) << 4);
+        *out++ = d1 * static_cast<float>(v) - m1;
+      }
+      for (int l = 0; l < 32; ++l) {
+        const int v = (q[l] >> 4) + (((blk.qh[l] >> (2 * c + 1)) & 1) << 4);
+        *out++ = d2 * static_cast<float>(v) - m2;
+      }
+    }
+  }
+}
+
+}  // namespace ref
+
+namespace detail {
+// Level dispatch; see q4_k.hpp for how kernels are added.
+inline void quantize_q5_k_at(simd_level level, std::span<const float> x, std::span<block_q5_k> y,
+                             std::span<const float> w) noexcept {
+  switch (level) {
+    default: ref::quantize_q5_k(x, y, w); break;
+  }
+}
+inline void dequantize_q5_k_at(simd_level level, std::span<const block_q5_k> x, std::span<float> y) noexcept {
+  switch (level) {
+    default: ref::dequantize_q5_k(x, y); break;
+  }
+}
+}  // namespace detail
+
+/// Quantizes one row of `src` (a multiple of 256 floats) into src.size()/256 blocks.
+/// `weights`: empty (llama.cpp without imatrix) or one importance value per column.
+/// Errors: size_mismatch; not_finite naming the column. Thread-safe.
+inline result<void> quantize_q5_k(std::span<const float> src, std::span<block_q5_k> dst,
+                                  std::span<const float> weights = {}) {
+  SBGQ_TRY_VOID(detail::check_quantize_row("q5_K", src, qk_k, dst.size(), weights));
+  detail::quantize_q5_k_at(active_simd_level(), src, dst, weights);
+  return {};
+}
+
+/// Decodes src.size() blocks into dst (256 floats per block). Errors: size_mismatch.
+inline result<void> dequantize_q5_k(std::span<const block_q5_k> src, std::span<float> dst) {
+  SBGQ_TRY_VOID(detail::check_row_sizes("q5_K", dst.size(), qk_k, src.size(), "the output"));
+  detail::dequantize_q5_k_at(active_simd_level(), src, dst);
+  return {};
+}
+
+SBGQ_END_NAMESPACE

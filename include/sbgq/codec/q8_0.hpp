@@ -1,0 +1,93 @@
+// Q8_0: symmetric 8-bit quantization with one fp16 scale per 32 weights.
+//
+// Scalar reference (sbgq::ref), bit-exact with llama.cpp's quantize_row_q8_0_ref /
+// quantize_q8_0 (which ignores the importance matrix) and dequantize_row_q8_0, and the
+// public API (sbgq::quantize_q8_0 / sbgq::dequantize_q8_0) that checks its arguments and
+// dispatches on active_simd_level().
+//
+// Format: blocks doc section 2; algorithm: algorithms doc section 7.
+#pragma once
+
+#include <cmath>
+#include <cstddef>
+#include <span>
+
+#include "../base.hpp"
+#include "../dtype.hpp"
+#include "../error.hpp"
+#include "../simd/dispatch.hpp"
+#include "blocks.hpp"
+#include "common.hpp"
+
+SBGQ_BEGIN_NAMESPACE
+
+namespace ref {
+
+/// Quantizes one row of x.size() = 32 * y.size() floats (algorithms doc 7). `weights`
+/// is accepted for symmetry with the other codecs and ignored, as in llama.cpp.
+inline void quantize_q8_0(std::span<const float> x, std::span<block_q8_0> y,
+                          std::span<const float> weights = {}) noexcept {
+  (void)weights;
+  SBGQ_DASSERT(x.size() == y.size() * block_q8_0::values);
+  for (std::size_t b = 0; b < y.size(); ++b) {
+    const float* xb = x.data() + b * 32;
+    // 1. amax = max |x_j| (the order does not matter for a max of absolute values).
+    float amax = 0.0f;
+    for (int j = 0; j < 32; ++j) amax = std::fmax(amax, std::fabs(xb[j]));
+    // 2. d = amax / 127 and its reciprocal; the quants use the unrounded reciprocal,
+    //    only the stored scale is rounded to fp16.
+    const float d = amax / 127.0f;
+    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    y[b].d = to_f16(d);
+    // 3. q = roundf(x * id): the one codec that rounds ties away from zero.
+    for (int j = 0; j < 32; ++j) y[b].qs[j] = static_cast<std::int8_t>(std::roundf(xb[j] * id));
+  }
+}
+
+/// Decodes one row: y[32b + j] = qs[j] * d (blocks doc 2).
+inline void dequantize_q8_0(std::span<const block_q8_0> x, std::span<float> y) noexcept {
+  SBGQ_DASSERT(y.size() == x.size() * block_q8_0::values);
+  for (std::size_t b = 0; b < x.size(); ++b) {
+    const float d = to_f32(x[b].d);
+    for (int j = 0; j < 32; ++j) y[b * 32 + static_cast<std::size_t>(j)] = static_cast<float>(x[b].qs[j]) * d;
+  }
+}
+
+}  // namespace ref
+
+namespace detail {
+// Level dispatch, once per row. An AVX2 / AVX-512 kernel in kernels/<target>/q8_0.hpp
+// (namespace sbgq::avx2 / sbgq::avx512, same function names and signatures as ref) is
+// wired in by adding its include above and a case here; the public API is unchanged.
+inline void quantize_q8_0_at(simd_level level, std::span<const float> x, std::span<block_q8_0> y,
+                             std::span<const float> w) noexcept {
+  switch (level) {
+    default: ref::quantize_q8_0(x, y, w); break;
+  }
+}
+inline void dequantize_q8_0_at(simd_level level, std::span<const block_q8_0> x, std::span<float> y) noexcept {
+  switch (level) {
+    default: ref::dequantize_q8_0(x, y); break;
+  }
+}
+}  // namespace detail
+
+/// Quantizes one row of `src` (a multiple of 32 floats) into src.size()/32 blocks.
+/// `weights` (empty, or one per column) is checked but ignored: Q8_0 has no weighted
+/// search in llama.cpp. Errors: size_mismatch; not_finite naming the column.
+/// Thread-safe (no shared state).
+inline result<void> quantize_q8_0(std::span<const float> src, std::span<block_q8_0> dst,
+                                  std::span<const float> weights = {}) {
+  SBGQ_TRY_VOID(detail::check_quantize_row("q8_0", src, block_q8_0::values, dst.size(), weights));
+  detail::quantize_q8_0_at(active_simd_level(), src, dst, weights);
+  return {};
+}
+
+/// Decodes src.size() blocks into dst (32 floats per block). Errors: size_mismatch.
+inline result<void> dequantize_q8_0(std::span<const block_q8_0> src, std::span<float> dst) {
+  SBGQ_TRY_VOID(detail::check_row_sizes("q8_0", dst.size(), block_q8_0::values, src.size(), "the output"));
+  detail::dequantize_q8_0_at(active_simd_level(), src, dst);
+  return {};
+}
+
+SBGQ_END_NAMESPACE

@@ -310,15 +310,26 @@ inline void hadamard_mix_at(simd_level level, T* x, std::size_t m, std::size_t p
   switch (level) {
 #if SBGQ_X86_KERNELS
     case simd_level::avx512:
-      if (p % avx512::lanes<T> == 0) return avx512::hadamard_mix<T>(x, m, p, code, scale, work);
+      if (p % avx512::mix_columns<T> == 0) return avx512::hadamard_mix<T>(x, m, p, code, scale, work);
       break;
     case simd_level::avx2:
-      if (p % avx2::lanes<T> == 0) return avx2::hadamard_mix<T>(x, m, p, code, scale, work);
+      if (p % avx2::mix_columns<T> == 0) return avx2::hadamard_mix<T>(x, m, p, code, scale, work);
       break;
 #endif
     default: break;
   }
   ref::hadamard_mix<T>(x, m, p, code, scale, work);
+}
+
+/// Scratch values hadamard_mix_at needs at any level for order m.
+template <class T>
+inline std::size_t hadamard_mix_work_size(std::size_t m) {
+  std::size_t w = 4 * m;  // ref
+#if SBGQ_X86_KERNELS
+  w = std::max(w, avx2::mix_work_size<T>(m));
+  w = std::max(w, avx512::mix_work_size<T>(m));
+#endif
+  return w;
 }
 
 /// splitmix64 (Steele, Lea, Flood 2014), the documented sign generator.
@@ -445,7 +456,7 @@ class hadamard_transform {
   /// Scratch values apply_unchecked needs.
   template <class T>
   std::size_t work_size() const noexcept {
-    return m_ > 1 ? 4 * m_ * 16 : 1;
+    return m_ > 1 ? detail::hadamard_mix_work_size<T>(m_) : 1;
   }
 
  private:

@@ -218,49 +218,76 @@ inline void fwht(T* x, unsigned log2n, T scale) {
   if (b2 < n) run_passes<T>(x, n, lg2, log2n, scaled, scale);
 }
 
-/// The Kronecker step of ref::hadamard_mix, `lanes` columns at a time: x holds m rows of
-/// p values; column b of the result is H_m (or its transpose, as encoded in `code`)
-/// times column b, times scale unless scale == 1. code[i * (m / 4) + t] is the signed
-/// combination of group t that row i uses (see ref::hadamard_mix). `work` has room for
-/// 4 m lanes values. Preconditions: m % 4 == 0, p % lanes == 0.
+/// Columns hadamard_mix handles at once (two vectors: two independent add chains, and
+/// the scalar work of reading a row's codes is shared by both).
+template <class T>
+inline constexpr std::size_t mix_columns = 2 * fwht_detail::vt<T>::lanes;
+
+/// The Kronecker step of ref::hadamard_mix, mix_columns<T> columns at a time: x holds m
+/// rows of p values; column b of the result is H_m (or its transpose, as encoded in
+/// `code`) times column b, times scale unless scale == 1. code[i * (m / 4) + t] is the
+/// signed combination of group t that row i uses (see ref::hadamard_mix). `work` has
+/// room for mix_work_size<T>(m) values.
+/// Preconditions: m % 4 == 0, p % mix_columns<T> == 0.
+///
+/// Cost per column and group of four rows: 14 add/sub + 8 negations for the 16 signed
+/// combinations, then 1 add per output row: m/4 + 5.5 adds per value, against m for a
+/// plain dense product.
 template <class T>
 inline void hadamard_mix(T* x, std::size_t m, std::size_t p, const std::uint8_t* code, T scale, T* work) {
   using V = fwht_detail::vt<T>;
-  constexpr std::size_t L = V::lanes;
-  SBGQ_DASSERT(m % 4 == 0 && p % L == 0);
+  using vec = typename V::v;
+  constexpr std::size_t L = V::lanes, C = mix_columns<T>;
+  SBGQ_DASSERT(m % 4 == 0 && p % C == 0);
   const std::size_t g = m / 4;
   const bool scaled = scale != T(1);
-  const typename V::v s = V::set1(scale);
-  for (std::size_t b = 0; b < p; b += L) {
+  const vec s = V::set1(scale);
+  for (std::size_t b = 0; b < p; b += C) {
     // Signed sums of each group of four rows: c[idx] = ((u0 +- u1) +- u2) +- u3 with the
-    // signs in idx bits 0..2 (set = minus); c[8 + idx] = -c[idx].
+    // signs in idx bits 0..2 (set = minus); c[8 + idx] = -c[idx]. Entry k of group t is
+    // at work + (16 t + k) C, its two vectors L apart.
     for (std::size_t t = 0; t < g; ++t) {
-      const T* u = x + 4 * t * p + b;
-      const typename V::v u0 = V::load(u), u1 = V::load(u + p), u2 = V::load(u + 2 * p),
-                          u3 = V::load(u + 3 * p);
-      const typename V::v a0 = V::add(u0, u1), a1 = V::sub(u0, u1);           // idx 0, 1
-      const typename V::v e0 = V::add(a0, u2), e1 = V::add(a1, u2),            // idx 0, 1
-                          e2 = V::sub(a0, u2), e3 = V::sub(a1, u2);            // idx 2, 3
-      T* c = work + 16 * t * L;
-      const typename V::v c0 = V::add(e0, u3), c1 = V::add(e1, u3), c2 = V::add(e2, u3),
-                          c3 = V::add(e3, u3), c4 = V::sub(e0, u3), c5 = V::sub(e1, u3),
-                          c6 = V::sub(e2, u3), c7 = V::sub(e3, u3);
-      V::store(c + 0 * L, c0); V::store(c + 1 * L, c1); V::store(c + 2 * L, c2); V::store(c + 3 * L, c3);
-      V::store(c + 4 * L, c4); V::store(c + 5 * L, c5); V::store(c + 6 * L, c6); V::store(c + 7 * L, c7);
-      V::store(c + 8 * L, V::neg(c0)); V::store(c + 9 * L, V::neg(c1));
-      V::store(c + 10 * L, V::neg(c2)); V::store(c + 11 * L, V::neg(c3));
-      V::store(c + 12 * L, V::neg(c4)); V::store(c + 13 * L, V::neg(c5));
-      V::store(c + 14 * L, V::neg(c6)); V::store(c + 15 * L, V::neg(c7));
+      for (std::size_t h = 0; h < C; h += L) {
+        const T* u = x + 4 * t * p + b + h;
+        const vec u0 = V::load(u), u1 = V::load(u + p), u2 = V::load(u + 2 * p), u3 = V::load(u + 3 * p);
+        const vec a0 = V::add(u0, u1), a1 = V::sub(u0, u1);                             // idx 0, 1
+        const vec e0 = V::add(a0, u2), e1 = V::add(a1, u2), e2 = V::sub(a0, u2), e3 = V::sub(a1, u2);  // 0..3
+        const vec c0 = V::add(e0, u3), c1 = V::add(e1, u3), c2 = V::add(e2, u3), c3 = V::add(e3, u3);
+        const vec c4 = V::sub(e0, u3), c5 = V::sub(e1, u3), c6 = V::sub(e2, u3), c7 = V::sub(e3, u3);
+        T* c = work + 16 * t * C + h;
+        V::store(c + 0 * C, c0); V::store(c + 1 * C, c1); V::store(c + 2 * C, c2); V::store(c + 3 * C, c3);
+        V::store(c + 4 * C, c4); V::store(c + 5 * C, c5); V::store(c + 6 * C, c6); V::store(c + 7 * C, c7);
+        V::store(c + 8 * C, V::neg(c0)); V::store(c + 9 * C, V::neg(c1));
+        V::store(c + 10 * C, V::neg(c2)); V::store(c + 11 * C, V::neg(c3));
+        V::store(c + 12 * C, V::neg(c4)); V::store(c + 13 * C, V::neg(c5));
+        V::store(c + 14 * C, V::neg(c6)); V::store(c + 15 * C, V::neg(c7));
+      }
     }
-    // Each output row: the sum over groups, left to right, of its combination.
+    // Each output row: the sum over groups, left to right, of its combination. All the
+    // inputs of these columns are in `work` now, so x is overwritten in place.
     for (std::size_t i = 0; i < m; ++i) {
       const std::uint8_t* ci = code + i * g;
-      typename V::v acc = V::load(work + std::size_t{ci[0]} * L);
-      for (std::size_t t = 1; t < g; ++t) acc = V::add(acc, V::load(work + (16 * t + ci[t]) * L));
-      if (scaled) acc = V::mul(acc, s);
-      V::store(x + i * p + b, acc);
+      const T* ct = work + std::size_t{ci[0]} * C;
+      vec acc0 = V::load(ct), acc1 = V::load(ct + L);
+      for (std::size_t t = 1; t < g; ++t) {
+        ct = work + (16 * t + ci[t]) * C;
+        acc0 = V::add(acc0, V::load(ct));
+        acc1 = V::add(acc1, V::load(ct + L));
+      }
+      if (scaled) {
+        acc0 = V::mul(acc0, s);
+        acc1 = V::mul(acc1, s);
+      }
+      V::store(x + i * p + b, acc0);
+      V::store(x + i * p + b + L, acc1);
     }
   }
+}
+
+/// Values of scratch hadamard_mix needs for order m.
+template <class T>
+inline constexpr std::size_t mix_work_size(std::size_t m) {
+  return 4 * m * mix_columns<T>;
 }
 
 /// Lanes per vector for T (hadamard_mix needs p % lanes == 0).

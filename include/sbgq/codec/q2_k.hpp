@@ -117,12 +117,13 @@ inline void dequantize_q2_k(std::span<const block_q2_k> x, std::span<float> y) n
   float* out = y.data();
   for (const block_q2_k& blk : x) {
     const float D = to_f32(blk.d), M = to_f32(blk.dmin);
-    for (int i = 0; i < 256; ++i) {
-      const int j = i / 16;
+    for (int j = 0; j < 16; ++j) {  // 16-weight sub-block j = i / 16
       const float dl = D * static_cast<float>(blk.scales[j] & 0xF);
       const float ml = M * static_cast<float>(blk.scales[j] >> 4);
-      const int q = (blk.qs[32 * (i / 128) + i % 32] >> (2 * ((i % 128) / 32))) & 3;
-      out[i] = dl * static_cast<float>(q) - ml;
+      // weight i sits in bit pair (i % 128) / 32 of byte qs[32 * (i / 128) + i % 32]
+      const std::uint8_t* q = blk.qs + 32 * (j / 8) + 16 * (j % 2);
+      const int shift = 2 * ((j % 8) / 2);
+      for (int ii = 0; ii < 16; ++ii) out[16 * j + ii] = dl * static_cast<float>((q[ii] >> shift) & 3) - ml;
     }
     out += 256;
   }

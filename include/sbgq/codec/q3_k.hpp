@@ -117,11 +117,17 @@ inline void dequantize_q3_k(std::span<const block_q3_k> x, std::span<float> y) n
   float* out = y.data();
   for (const block_q3_k& blk : x) {
     const float D = to_f32(blk.d);
-    for (int i = 0; i < 256; ++i) {
-      const float dl = D * static_cast<float>(detail::get_scale_q3_k(i / 16, blk.scales) - 32);
-      const int q2 = (blk.qs[32 * (i / 128) + i % 32] >> (2 * ((i % 128) / 32))) & 3;
-      const int hbit = (blk.hmask[i % 32] >> (i / 32)) & 1;
-      out[i] = dl * static_cast<float>(q2 - (hbit ? 0 : 4));
+    for (int j = 0; j < 16; ++j) {  // 16-weight sub-block j = i / 16
+      const float dl = D * static_cast<float>(detail::get_scale_q3_k(j, blk.scales) - 32);
+      // low bits: bit pair (i % 128) / 32 of qs[32 * (i / 128) + i % 32];
+      // high bit: bit i / 32 of hmask[i % 32]
+      const std::uint8_t* q = blk.qs + 32 * (j / 8) + 16 * (j % 2);
+      const std::uint8_t* hm = blk.hmask + 16 * (j % 2);
+      const int shift = 2 * ((j % 8) / 2), hbit = j / 2;
+      for (int ii = 0; ii < 16; ++ii) {
+        const int q2 = (q[ii] >> shift) & 3;
+        out[16 * j + ii] = dl * static_cast<float>(q2 - (((hm[ii] >> hbit) & 1) ? 0 : 4));
+      }
     }
     out += 256;
   }

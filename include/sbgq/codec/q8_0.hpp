@@ -32,8 +32,13 @@ inline void quantize_q8_0(std::span<const float> x, std::span<block_q8_0> y,
   for (std::size_t b = 0; b < y.size(); ++b) {
     const float* xb = x.data() + b * 32;
     // 1. amax = max |x_j| (the order does not matter for a max of absolute values).
+    //    (A plain compare, not std::fmax: inputs are finite, and fmaxf is a libm call
+    //    on baseline x86-64.)
     float amax = 0.0f;
-    for (int j = 0; j < 32; ++j) amax = std::fmax(amax, std::fabs(xb[j]));
+    for (int j = 0; j < 32; ++j) {
+      const float ax = std::fabs(xb[j]);
+      amax = ax > amax ? ax : amax;
+    }
     // 2. d = amax / 127 and its reciprocal; the quants use the unrounded reciprocal,
     //    only the stored scale is rounded to fp16.
     const float d = amax / 127.0f;

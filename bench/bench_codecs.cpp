@@ -1,0 +1,169 @@
+// Codec throughput: sbgq's quantize/dequantize (codec/rows.hpp, one thread) next to
+// llama.cpp's functions (the dlopen'ed oracle) on the same data, in the same binary.
+//
+// Data: a 4096 x 4096 f32 matrix, N(0, 0.02) with 8 outlier columns (x 25), and a
+// squared-activation-like importance vector. Names:
+//   quantize/<fmt>/<plain|imatrix>/<level>    sbgq at one kernel level (simd_override)
+//   quantize/<fmt>/<plain|imatrix>/llama.cpp  ggml_quantize_chunk on the whole matrix
+//   dequantize/<fmt>/<level>                  sbgq dequantize_rows
+//   dequantize/<fmt>/llama.cpp                dequantize_row_<fmt> over the matrix
+// Bytes/s = f32 bytes consumed (quantize) or produced (dequantize). Only levels the CPU
+// supports are registered. Results go to bench/RESULTS.md ("## Codecs").
+#include <benchmark/benchmark.h>
+
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "sbgq/codec/rows.hpp"
+#include "sbgq/simd/dispatch.hpp"
+#include "support/oracle.hpp"
+#include "support/rng.hpp"
+
+namespace {
+
+constexpr std::size_t rows = 4096, cols = 4096;
+
+const std::vector<float>& matrix() {
+  static const std::vector<float> x = [] {
+    sbgq::test::rng r(42);
+    std::vector<float> v(rows * cols);
+    for (std::size_t i = 0; i < v.size(); ++i) {
+      const std::size_t c = i % cols;
+      const bool outlier_col = c % 512 == 77;  // 8 outlier columns
+      v[i] = r.normal() * (outlier_col ? 0.5f : 0.02f);
+    }
+    return v;
+  }();
+  return x;
+}
+
+const std::vector<float>& importance() {
+  static const std::vector<float> w = [] {
+    sbgq::test::rng r(43);
+    std::vector<float> v(cols);
+    for (std::size_t c = 0; c < cols; ++c) {
+      const float a = r.normal() * (c % 512 == 77 ? 20.0f : 1.0f);
+      v[c] = a * a + 1e-3f;
+    }
+    return v;
+  }();
+  return w;
+}
+
+std::int64_t f32_bytes() { return static_cast<std::int64_t>(rows * cols * sizeof(float)); }
+
+void bm_quantize_ours(benchmark::State& state, sbgq::ggml_type t, bool imatrix, sbgq::simd_level level) {
+  const auto& x = matrix();
+  std::vector<std::byte> dst(rows * sbgq::row_size(t, cols));
+  sbgq::simd_override cap(level);
+  for (auto _ : state) {
+    auto r = sbgq::quantize_rows(t, x.data(), rows, cols, imatrix ? importance().data() : nullptr, dst, 1);
+    if (!r.has_value()) state.SkipWithError(r.error().message().c_str());
+    benchmark::DoNotOptimize(dst.data());
+    benchmark::ClobberMemory();
+  }
+  state.SetBytesProcessed(state.iterations() * f32_bytes());
+}
+
+void bm_quantize_oracle(benchmark::State& state, sbgq::ggml_type t, bool imatrix) {
+  auto& o = sbgq::test::oracle();
+  const auto& x = matrix();
+  std::vector<std::uint8_t> dst(rows * sbgq::row_size(t, cols));
+  for (auto _ : state) {
+    o.ggml_quantize_chunk(static_cast<int>(t), x.data(), dst.data(), 0, rows, cols,
+                          imatrix ? importance().data() : nullptr);
+    benchmark::DoNotOptimize(dst.data());
+    benchmark::ClobberMemory();
+  }
+  state.SetBytesProcessed(state.iterations() * f32_bytes());
+}
+
+std::vector<std::byte> quantized(sbgq::ggml_type t) {
+  std::vector<std::byte> q(rows * sbgq::row_size(t, cols));
+  sbgq::quantize_rows(t, matrix().data(), rows, cols, nullptr, q, 0).value();
+  return q;
+}
+
+void bm_dequantize_ours(benchmark::State& state, sbgq::ggml_type t, sbgq::simd_level level) {
+  const auto q = quantized(t);
+  std::vector<float> y(rows * cols);
+  sbgq::simd_override cap(level);
+  for (auto _ : state) {
+    auto r = sbgq::dequantize_rows(t, q, rows, cols, y, 1);
+    if (!r.has_value()) state.SkipWithError(r.error().message().c_str());
+    benchmark::DoNotOptimize(y.data());
+    benchmark::ClobberMemory();
+  }
+  state.SetBytesProcessed(state.iterations() * f32_bytes());
+}
+
+void bm_dequantize_oracle(benchmark::State& state, sbgq::ggml_type t) {
+  auto& o = sbgq::test::oracle();
+  const auto q = quantized(t);
+  std::vector<float> y(rows * cols);
+  void (*fn)(const void*, float*, std::int64_t) = nullptr;
+  switch (t) {
+    case sbgq::ggml_type::q8_0: fn = o.dequantize_row_q8_0; break;
+    case sbgq::ggml_type::q2_k: fn = o.dequantize_row_q2_K; break;
+    case sbgq::ggml_type::q3_k: fn = o.dequantize_row_q3_K; break;
+    case sbgq::ggml_type::q4_k: fn = o.dequantize_row_q4_K; break;
+    case sbgq::ggml_type::q5_k: fn = o.dequantize_row_q5_K; break;
+    case sbgq::ggml_type::q6_k: fn = o.dequantize_row_q6_K; break;
+    case sbgq::ggml_type::iq4_nl: fn = o.dequantize_row_iq4_nl; break;
+    case sbgq::ggml_type::iq4_xs: fn = o.dequantize_row_iq4_xs; break;
+    default: state.SkipWithError("no oracle dequantizer"); return;
+  }
+  for (auto _ : state) {
+    fn(q.data(), y.data(), static_cast<std::int64_t>(rows * cols));
+    benchmark::DoNotOptimize(y.data());
+    benchmark::ClobberMemory();
+  }
+  state.SetBytesProcessed(state.iterations() * f32_bytes());
+}
+
+void register_all() {
+  using sbgq::ggml_type;
+  const ggml_type types[] = {ggml_type::q8_0, ggml_type::q2_k, ggml_type::q3_k, ggml_type::q4_k,
+                             ggml_type::q5_k, ggml_type::q6_k, ggml_type::iq4_nl, ggml_type::iq4_xs};
+  std::vector<sbgq::simd_level> levels;
+  for (auto l : {sbgq::simd_level::scalar, sbgq::simd_level::avx2, sbgq::simd_level::avx512})
+    if (l <= sbgq::supported_simd_level()) levels.push_back(l);
+  for (ggml_type t : types) {
+    const std::string fmt(sbgq::type_name(t));
+    const bool has_imatrix = sbgq::find_codec(t)->uses_weights;
+    for (bool im : {false, true}) {
+      if (im && !has_imatrix) continue;
+      const std::string base = "quantize/" + fmt + (im ? "/imatrix/" : "/plain/");
+      for (auto l : levels)
+        benchmark::RegisterBenchmark((base + std::string(sbgq::simd_level_name(l))).c_str(), bm_quantize_ours, t, im, l)
+            ->Unit(benchmark::kMillisecond)
+            ->UseRealTime();
+      benchmark::RegisterBenchmark((base + "llama.cpp").c_str(), bm_quantize_oracle, t, im)
+          ->Unit(benchmark::kMillisecond)
+          ->UseRealTime();
+    }
+    for (auto l : levels)
+      benchmark::RegisterBenchmark(("dequantize/" + fmt + "/" + std::string(sbgq::simd_level_name(l))).c_str(),
+                                   bm_dequantize_ours, t, l)
+          ->Unit(benchmark::kMillisecond)
+          ->UseRealTime();
+    benchmark::RegisterBenchmark(("dequantize/" + fmt + "/llama.cpp").c_str(), bm_dequantize_oracle, t)
+        ->Unit(benchmark::kMillisecond)
+        ->UseRealTime();
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  benchmark::Initialize(&argc, argv);
+  benchmark::AddCustomContext("sbgq_supported_simd_level", std::string(sbgq::simd_level_name(sbgq::supported_simd_level())));
+  benchmark::AddCustomContext("sbgq_version", SBGQ_VERSION_STRING);
+  benchmark::AddCustomContext("matrix", "4096x4096 f32, N(0,0.02) + 8 outlier columns, 1 thread");
+  register_all();
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

@@ -11,6 +11,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <filesystem>
 #include <fstream>
 #include <memory>
 #include <sstream>
@@ -124,6 +125,18 @@ std::vector<std::string> nasty_strings() {
   return v;
 }
 
+/// llama_token_attr bit of a token type (llama-c-api.md: UNUSED 1<<1, NORMAL 1<<2,
+/// CONTROL 1<<3, USER_DEFINED 1<<4).
+int type_attr(sbgq::token_type t) {
+  switch (t) {
+    case sbgq::token_type::unused: return 1 << 1;
+    case sbgq::token_type::normal: return 1 << 2;
+    case sbgq::token_type::control: return 1 << 3;
+    case sbgq::token_type::user_defined: return 1 << 4;
+    default: return 0;
+  }
+}
+
 std::string printable(const std::string& s) {
   std::string out;
   for (unsigned char c : s) {
@@ -168,6 +181,7 @@ TEST_CASE("vocab, types and merges load as llama.cpp sees them") {
     const auto id = static_cast<token_id>(i);
     CAPTURE(i);
     CHECK(t.text(id) == oracle().llama_vocab_get_text(m.vocab(), id));
+    CHECK((oracle().llama_vocab_get_attr(m.vocab(), id) & 0x3F) == type_attr(t.type(id)));
   }
   CHECK(t.type(8189) == sbgq::token_type::control);
   CHECK(t.text(8190) == "<|im_start|>");
@@ -430,6 +444,105 @@ TEST_CASE("load errors name the field") {
   CHECK(err(doc(good_model, R"(, "added_tokens": [{"id": 5, "content": "x", "special": 1}])")) ==
         "[sbgq.tokenizer.bad_json] added_tokens[0].special: expected a boolean");
   CHECK(tokenizer::load("/nonexistent/tokenizer.json").error().component == "tokenizer");
+}
+
+TEST_CASE("synthetic vocabulary: overlapping added tokens, unmerged results, gaps") {
+  // A small HF folder written here: the 256 byte-level symbols (ids 0..255), a few
+  // merges (one, "G-dot x", whose result is not a token: llama.cpp then emits the
+  // single-byte tokens of the symbol, which drops the 2-byte spelling of ' '), added
+  // tokens that overlap ("<a>" inside "<a><b>", "b><c" across it), one control token, one
+  // that only looks special, gaps in the id range, and a vocab_size that pads.
+  namespace uc = sbgq::detail::unicode;
+  const std::string dir = std::string(SBGQ_TEST_TMP_DIR) + "/synthetic-tokenizer";
+  std::filesystem::create_directories(dir);
+  const auto json_str = [](const std::string& s) {
+    std::string q = "\"";
+    for (char c : s) {
+      if (c == '"' || c == '\\') q += '\\';
+      q += c;
+    }
+    return q + "\"";
+  };
+  std::string vocab = "{";
+  for (unsigned b = 0; b < 256; ++b) {
+    std::string t;
+    uc::append_utf8(uc::byte_to_code_point(static_cast<std::uint8_t>(b)), t);
+    vocab += json_str(t) + ": " + std::to_string(b) + ", ";
+  }
+  vocab += R"("ab": 256, "abc": 257, "\u0120t": 258, "\u0120th": 259, "\u0120the": 260, "ll": 262, "\u0120\u0120": 263})";
+  const std::string merges = R"([["a", "b"], ["ab", "c"], ["\u0120", "t"], ["\u0120t", "h"], ["\u0120th", "e"], ["\u0120", "x"], ["l", "l"], ["\u0120", "\u0120"], ["a", "b"]])";
+  std::string rx;
+  for (char c : sbgq::qwen35_split_regex_hf) {
+    if (c == '\\' || c == '"') rx += '\\';
+    rx += c;
+  }
+  const std::string tok_json =
+      R"({"version": "1.0", "added_tokens": [)"
+      R"({"id": 270, "content": "<a>", "special": false}, {"id": 271, "content": "<a><b>", "special": false},)"
+      R"({"id": 272, "content": "b><c", "special": false}, {"id": 273, "content": "<|ctl|>", "special": true},)"
+      R"({"id": 275, "content": "<|look|>", "special": false}],)"
+      R"("normalizer": null, "pre_tokenizer": {"type": "Sequence", "pretokenizers": [{"type": "Split", "pattern": {"Regex": ")" +
+      rx + R"("}, "behavior": "Isolated", "invert": false}, {"type": "ByteLevel", "add_prefix_space": false}]},)"
+      R"("model": {"type": "BPE", "vocab": )" + vocab + R"(, "merges": )" + merges + "}}";
+  {
+    std::ofstream(dir + "/tokenizer.json") << tok_json;
+    std::ofstream(dir + "/tokenizer_config.json") << R"({"eos_token": "<|ctl|>", "add_bos_token": false})";
+    std::ofstream(dir + "/config.json")
+        << R"({"text_config": {"vocab_size": 280, "hidden_size": 64, "num_hidden_layers": 1, "num_attention_heads": 1,)"
+           R"( "num_key_value_heads": 1, "head_dim": 64, "intermediate_size": 64, "rms_norm_eps": 1e-6}})";
+  }
+  const auto mine = tokenizer::load(dir + "/tokenizer.json", 280);
+  REQUIRE_MESSAGE(mine.has_value(), mine.error().message());
+  CHECK(mine->size() == 280);
+  CHECK(mine->type(261) == sbgq::token_type::unused);
+  CHECK(mine->type(270) == sbgq::token_type::user_defined);
+  CHECK(mine->type(273) == sbgq::token_type::control);
+  CHECK(mine->type(275) == sbgq::token_type::control);
+  CHECK(mine->merges()[5] == "\xC4\xA0 x");
+
+  const std::string gguf = std::string(SBGQ_TEST_TMP_DIR) + "/synthetic-vocab.gguf";
+  sbgq::test::write_vocab_gguf(dir, gguf);
+  oracle_model::options opt;
+  opt.vocab_only = true;
+  oracle_model ref(gguf, opt);
+  REQUIRE(ref.n_vocab() == 280);
+  for (std::size_t i = 0; i < 280; ++i) {
+    const auto id = static_cast<token_id>(i);
+    CAPTURE(i);
+    CHECK(mine->text(id) == oracle().llama_vocab_get_text(ref.vocab(), id));
+    CHECK((oracle().llama_vocab_get_attr(ref.vocab(), id) & 0x3F) == type_attr(mine->type(id)));
+  }
+
+  const std::vector<std::string> cases = {
+      "<a><b><c", "<a>b><c", "<a><a><b>", "x<a><b>y<|ctl|>z<|look|>", "<|ctl|><|look|><a>", "b><c<a><b>",
+      "abc ab abcabc", " the the  the", " x x  x", "hello world", "all   ll", "<a", "<|ctl|", "   <a>   ",
+      "\xC3\xA9t\xC3\xA9", "\xFF<a>\x80", "'s 'LL ab'd", "12345 x"};
+  std::size_t n = 0;
+  for (const std::string& c : cases) {
+    for (const bool special : {true, false}) {
+      CAPTURE(printable(c));
+      CAPTURE(special);
+      const auto got = mine->encode(c, special);
+      REQUIRE(got.has_value());
+      const auto want = ref.tokenize(c, special);
+      CHECK(*got == want);
+      n += want.size();
+      for (const bool render : {true, false}) {
+        std::string expect;
+        for (token_id id : want) {
+          char buf[128];
+          const std::int32_t k = oracle().llama_token_to_piece(ref.vocab(), id, buf, sizeof buf, 0, render);
+          REQUIRE(k >= 0);
+          expect.append(buf, static_cast<std::size_t>(k));
+        }
+        CHECK(mine->decode(*got, render).value() == expect);
+      }
+    }
+  }
+  MESSAGE("synthetic vocabulary: compared " << n << " tokens");
+  // The quirk itself, independently of the oracle: " x" merges to "G-dot x", which is not a
+  // token, so only the single-byte token "x" (id 'x') is left.
+  CHECK(mine->encode(" x").value() == std::vector<token_id>{'x'});
 }
 
 }  // TEST_SUITE

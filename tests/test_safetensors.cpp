@@ -777,7 +777,7 @@ TEST_CASE("malformed safetensors files give specific errors, never a crash") {
   tensor_case("overlapping ranges",
               R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}})",
               12, error_code::bad_range, "tensor 'b': data_offsets [4, 12) overlap tensor 'a' [0, 8)", "b");
-  // c is inside a, listed after an unrelated b: the furthest end, not the previous one, counts
+  // c lies inside a but is listed last: overlap is found in offset order, not header order
   tensor_case("range nested in an earlier one",
               R"({"a":{"dtype":"U8","shape":[8],"data_offsets":[0,8]},"b":{"dtype":"U8","shape":[2],"data_offsets":[8,10]},"c":{"dtype":"U8","shape":[2],"data_offsets":[2,4]}})",
               10, error_code::bad_range, "tensor 'c': data_offsets [2, 4) overlap tensor 'a' [0, 8)", "c");

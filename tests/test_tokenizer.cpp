@@ -429,7 +429,13 @@ TEST_CASE("load errors name the field") {
   CHECK(err(R"({"model": {"type": "BPE", "vocab": {"a": 0}, "merges": []}})") ==
         "[sbgq.tokenizer.unsupported] pre_tokenizer: expected a Split with the Qwen3.5 regex (with \\p{M}), found none");
   CHECK(err(doc(R"({"type": "BPE", "vocab": {"a": -1}, "merges": []})")) ==
-        "[sbgq.tokenizer.bad_value] model.vocab 'a': id -1 outside [0, 16777216)");
+        "[sbgq.tokenizer.bad_value] model.vocab 'a': id -1 outside [0, 4098) (1 tokens listed)");
+  // A sparse id far beyond the listed tokens is refused before anything is allocated.
+  CHECK(err(doc(R"({"type": "BPE", "vocab": {"a": 0, "b": 9000}, "merges": []})")) ==
+        "[sbgq.tokenizer.bad_value] model.vocab 'b': id 9000 outside [0, 4100) (2 tokens listed)");
+  CHECK(err(doc(R"({"type": "BPE", "vocab": {"a": 16777216}, "merges": []})")) ==
+        "[sbgq.tokenizer.bad_value] model.vocab 'a': id 16777216 outside [0, 4098) (1 tokens listed)");
+  CHECK(tokenizer::from_json(doc(R"({"type": "BPE", "vocab": {"a": 0, "b": 9000}, "merges": []})"), 9001).has_value());
   CHECK(err(doc(R"({"type": "BPE", "vocab": {"a": "x"}, "merges": []})")) ==
         "[sbgq.tokenizer.bad_json] model.vocab 'a': expected an integer id");
   CHECK(err(doc(R"({"type": "BPE", "vocab": {"a": 0, "b": 0}, "merges": []})")) ==

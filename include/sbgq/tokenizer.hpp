@@ -271,6 +271,27 @@ inline result<tokenizer> tokenizer::from_json(std::string_view json, std::size_t
                                  (seen.empty() ? std::string("none") : detail::quote_excerpt(seen)));
   }
 
+  sj::dom::object vocab;
+  {
+    sj::dom::element v;
+    if (model["vocab"].get(v) != sj::SUCCESS) return tokenizer_error(error_code::not_found, "model.vocab: missing");
+    if (v.get_object().get(vocab) != sj::SUCCESS) return tokenizer_error(error_code::bad_json, "model.vocab: expected an object {text: id}");
+  }
+  sj::dom::array added;  // a default dom::array is not iterable: guard with has_added
+  bool has_added = false;
+  {
+    sj::dom::element a;
+    if (root_obj["added_tokens"].get(a) == sj::SUCCESS && !a.is_null()) {
+      if (a.get_array().get(added) != sj::SUCCESS) return tokenizer_error(error_code::bad_json, "added_tokens: expected an array");
+      has_added = true;
+    }
+  }
+  // Ids index a dense table, so bound them before allocating: below the hard cap, and
+  // (unless the caller pads further) below twice the number of entries plus some slack,
+  // which a real vocabulary (dense ids) never reaches.
+  const std::size_t n_entries = vocab.size() + (has_added ? added.size() : 0);
+  const std::size_t id_limit = std::min(max_tokens, std::max(vocab_size, 2 * n_entries + 4096));
+
   tokenizer t;
   // id -> text; filled from model.vocab, then added_tokens.
   std::vector<std::string> texts;
@@ -278,9 +299,10 @@ inline result<tokenizer> tokenizer::from_json(std::string_view json, std::size_t
   std::vector<bool> present;
   const auto place = [&](std::int64_t id, std::string_view text, token_type type, bool override_ok,
                          const char* where) -> result<void> {
-    if (id < 0 || static_cast<std::uint64_t>(id) >= max_tokens)
+    if (id < 0 || static_cast<std::uint64_t>(id) >= id_limit)
       return tokenizer_error(error_code::bad_value, std::string(where) + " " + detail::quote_excerpt(text) + ": id " +
-                                                        std::to_string(id) + " outside [0, " + std::to_string(max_tokens) + ")");
+                                                        std::to_string(id) + " outside [0, " + std::to_string(id_limit) +
+                                                        ") (" + std::to_string(n_entries) + " tokens listed)");
     if (text.empty())
       return tokenizer_error(error_code::bad_value, std::string(where) + ": token id " + std::to_string(id) + " has an empty text");
     const auto i = static_cast<std::size_t>(id);
@@ -298,40 +320,29 @@ inline result<tokenizer> tokenizer::from_json(std::string_view json, std::size_t
     return {};
   };
 
-  {
-    sj::dom::element v;
-    if (model["vocab"].get(v) != sj::SUCCESS) return tokenizer_error(error_code::not_found, "model.vocab: missing");
-    sj::dom::object vocab;
-    if (v.get_object().get(vocab) != sj::SUCCESS) return tokenizer_error(error_code::bad_json, "model.vocab: expected an object {text: id}");
-    for (auto field : vocab) {
-      std::int64_t id = 0;
-      if (field.value.get_int64().get(id) != sj::SUCCESS)
-        return tokenizer_error(error_code::bad_json, "model.vocab " + detail::quote_excerpt(field.key) + ": expected an integer id");
-      SBGQ_TRY_VOID(place(id, field.key, token_type::normal, false, "model.vocab"));
-    }
+  for (auto field : vocab) {
+    std::int64_t id = 0;
+    if (field.value.get_int64().get(id) != sj::SUCCESS)
+      return tokenizer_error(error_code::bad_json, "model.vocab " + detail::quote_excerpt(field.key) + ": expected an integer id");
+    SBGQ_TRY_VOID(place(id, field.key, token_type::normal, false, "model.vocab"));
   }
-  {
-    sj::dom::element a;
-    if (root_obj["added_tokens"].get(a) == sj::SUCCESS && !a.is_null()) {
-      sj::dom::array added;
-      if (a.get_array().get(added) != sj::SUCCESS) return tokenizer_error(error_code::bad_json, "added_tokens: expected an array");
-      std::size_t k = 0;
-      for (sj::dom::element e : added) {
-        const std::string where = "added_tokens[" + std::to_string(k++) + "]";
-        std::int64_t id = 0;
-        std::string_view content;
-        bool special = false;
-        if (e["id"].get_int64().get(id) != sj::SUCCESS)
-          return tokenizer_error(error_code::bad_json, where + ".id: expected an integer");
-        if (e["content"].get_string().get(content) != sj::SUCCESS)
-          return tokenizer_error(error_code::bad_json, where + ".content: expected a string");
-        sj::dom::element sp;
-        if (e["special"].get(sp) == sj::SUCCESS && sp.get_bool().get(special) != sj::SUCCESS)
-          return tokenizer_error(error_code::bad_json, where + ".special: expected a boolean");
-        // An added token may repeat its vocab entry; its content then wins (HF's vocab).
-        const token_type ty = special || detail::looks_special(content) ? token_type::control : token_type::user_defined;
-        SBGQ_TRY_VOID(place(id, content, ty, true, where.c_str()));
-      }
+  std::size_t added_index = 0;
+  if (has_added) {
+    for (sj::dom::element e : added) {
+      const std::string where = "added_tokens[" + std::to_string(added_index++) + "]";
+      std::int64_t id = 0;
+      std::string_view content;
+      bool special = false;
+      if (e["id"].get_int64().get(id) != sj::SUCCESS)
+        return tokenizer_error(error_code::bad_json, where + ".id: expected an integer");
+      if (e["content"].get_string().get(content) != sj::SUCCESS)
+        return tokenizer_error(error_code::bad_json, where + ".content: expected a string");
+      sj::dom::element sp;
+      if (e["special"].get(sp) == sj::SUCCESS && sp.get_bool().get(special) != sj::SUCCESS)
+        return tokenizer_error(error_code::bad_json, where + ".special: expected a boolean");
+      // An added token may repeat its vocab entry; its content then wins (HF's vocab).
+      const token_type ty = special || detail::looks_special(content) ? token_type::control : token_type::user_defined;
+      SBGQ_TRY_VOID(place(id, content, ty, true, where.c_str()));
     }
   }
   if (texts.empty()) return tokenizer_error(error_code::bad_value, "model.vocab: no tokens");

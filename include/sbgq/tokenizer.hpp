@@ -65,7 +65,7 @@ enum class token_type : std::int32_t {
   byte = 6,          ///< not produced from tokenizer.json
 };
 
-namespace detail {
+namespace detail::tok {
 /// Hash for heterogeneous string lookups (std::string keys, std::string_view probes).
 struct string_hash {
   using is_transparent = void;
@@ -73,7 +73,7 @@ struct string_hash {
 };
 template <class V>
 using string_map = std::unordered_map<std::string, V, string_hash, std::equal_to<>>;
-}  // namespace detail
+}  // namespace detail::tok
 
 /// The Qwen3.5 split regex as tokenizer.json writes it, and as llama.cpp writes it.
 inline constexpr std::string_view qwen35_split_regex_hf =
@@ -161,8 +161,8 @@ class tokenizer {
   std::vector<std::string> texts_;
   std::vector<token_type> types_;
   std::vector<std::string> merges_;
-  detail::string_map<token_id> text_to_id_;
-  detail::string_map<int> ranks_;        // "left right" -> rank (first occurrence wins)
+  detail::tok::string_map<token_id> text_to_id_;
+  detail::tok::string_map<int> ranks_;        // "left right" -> rank (first occurrence wins)
   std::vector<token_id> specials_;       // control + user-defined, longest text first
   std::string byte_spelling_[256];       // byte -> UTF-8 of its byte-level code point
 };
@@ -170,7 +170,7 @@ class tokenizer {
 // =============================================================================================
 // implementation
 
-namespace detail {
+namespace detail::tok {
 
 inline error tokenizer_error(error_code c, std::string msg) { return error(c, "tokenizer", std::move(msg)); }
 
@@ -199,7 +199,7 @@ inline std::string hex_code_point(std::uint32_t v) {
   return "0x" + h;
 }
 
-}  // namespace detail
+}  // namespace detail::tok
 
 inline result<tokenizer> tokenizer::load(const std::string& path, std::size_t vocab_size) {
   auto file = mapped_file::open(path);
@@ -213,7 +213,7 @@ inline result<tokenizer> tokenizer::load(const std::string& path, std::size_t vo
 }
 
 inline result<tokenizer> tokenizer::from_json(std::string_view json, std::size_t vocab_size) {
-  using detail::tokenizer_error;
+  using detail::tok::tokenizer_error;
   namespace sj = simdjson;
   if (vocab_size > max_tokens)
     return tokenizer_error(error_code::invalid_argument,
@@ -268,7 +268,7 @@ inline result<tokenizer> tokenizer::from_json(std::string_view json, std::size_t
     if (!found)
       return tokenizer_error(error_code::unsupported,
                              "pre_tokenizer: expected a Split with the Qwen3.5 regex (with \\p{M}), found " +
-                                 (seen.empty() ? std::string("none") : detail::quote_excerpt(seen)));
+                                 (seen.empty() ? std::string("none") : detail::tok::quote_excerpt(seen)));
   }
 
   sj::dom::object vocab;
@@ -300,7 +300,7 @@ inline result<tokenizer> tokenizer::from_json(std::string_view json, std::size_t
   const auto place = [&](std::int64_t id, std::string_view text, token_type type, bool override_ok,
                          const char* where) -> result<void> {
     if (id < 0 || static_cast<std::uint64_t>(id) >= id_limit)
-      return tokenizer_error(error_code::bad_value, std::string(where) + " " + detail::quote_excerpt(text) + ": id " +
+      return tokenizer_error(error_code::bad_value, std::string(where) + " " + detail::tok::quote_excerpt(text) + ": id " +
                                                         std::to_string(id) + " outside [0, " + std::to_string(id_limit) +
                                                         ") (" + std::to_string(n_entries) + " tokens listed)");
     if (text.empty())
@@ -313,7 +313,7 @@ inline result<tokenizer> tokenizer::from_json(std::string_view json, std::size_t
     }
     if (present[i] && !override_ok)
       return tokenizer_error(error_code::duplicate, std::string(where) + ": id " + std::to_string(id) + " is given to both " +
-                                                        detail::quote_excerpt(texts[i]) + " and " + detail::quote_excerpt(text));
+                                                        detail::tok::quote_excerpt(texts[i]) + " and " + detail::tok::quote_excerpt(text));
     texts[i] = std::string(text);
     types[i] = type;
     present[i] = true;
@@ -323,7 +323,7 @@ inline result<tokenizer> tokenizer::from_json(std::string_view json, std::size_t
   for (auto field : vocab) {
     std::int64_t id = 0;
     if (field.value.get_int64().get(id) != sj::SUCCESS)
-      return tokenizer_error(error_code::bad_json, "model.vocab " + detail::quote_excerpt(field.key) + ": expected an integer id");
+      return tokenizer_error(error_code::bad_json, "model.vocab " + detail::tok::quote_excerpt(field.key) + ": expected an integer id");
     SBGQ_TRY_VOID(place(id, field.key, token_type::normal, false, "model.vocab"));
   }
   std::size_t added_index = 0;
@@ -341,7 +341,7 @@ inline result<tokenizer> tokenizer::from_json(std::string_view json, std::size_t
       if (e["special"].get(sp) == sj::SUCCESS && sp.get_bool().get(special) != sj::SUCCESS)
         return tokenizer_error(error_code::bad_json, where + ".special: expected a boolean");
       // An added token may repeat its vocab entry; its content then wins (HF's vocab).
-      const token_type ty = special || detail::looks_special(content) ? token_type::control : token_type::user_defined;
+      const token_type ty = special || detail::tok::looks_special(content) ? token_type::control : token_type::user_defined;
       SBGQ_TRY_VOID(place(id, content, ty, true, where.c_str()));
     }
   }
@@ -373,7 +373,7 @@ inline result<tokenizer> tokenizer::from_json(std::string_view json, std::size_t
       if (e.get_string().get(s) == sj::SUCCESS) {
         // llama.cpp splits at the first space after the first byte.
         if (s.size() < 3 || s.find(' ', 1) == std::string_view::npos || s.find(' ', 1) + 1 == s.size())
-          return tokenizer_error(error_code::bad_value, where + ": expected \"left right\", found " + detail::quote_excerpt(s));
+          return tokenizer_error(error_code::bad_value, where + ": expected \"left right\", found " + detail::tok::quote_excerpt(s));
         t.merges_.emplace_back(s);
       } else if (e.get_array().get(pair) == sj::SUCCESS) {
         std::string_view parts[2];
@@ -505,8 +505,8 @@ inline result<void> tokenizer::encode_raw(std::string_view text, std::size_t bas
     s.piece.clear();
     for (std::size_t k = begin; k < end; ++k) {
       if (s.cps[k] > uc::max_code_point)
-        return detail::tokenizer_error(error_code::bad_value,
-                                       "invalid codepoint " + detail::hex_code_point(s.cps[k]) +
+        return detail::tok::tokenizer_error(error_code::bad_value,
+                                       "invalid codepoint " + detail::tok::hex_code_point(s.cps[k]) +
                                            " (a 4-byte UTF-8 sequence above U+10FFFF) at text byte " +
                                            std::to_string(base + s.cp_offsets[k]));
       uc::append_utf8(s.cps[k], s.piece);
@@ -611,7 +611,7 @@ inline result<std::string> tokenizer::decode(std::span<const token_id> ids, bool
   for (std::size_t k = 0; k < ids.size(); ++k) {
     const token_id id = ids[k];
     if (id < 0 || static_cast<std::size_t>(id) >= size())
-      return detail::tokenizer_error(error_code::invalid_argument, "decode: token id " + std::to_string(id) + " at position " +
+      return detail::tok::tokenizer_error(error_code::invalid_argument, "decode: token id " + std::to_string(id) + " at position " +
                                                                        std::to_string(k) + " outside [0, " +
                                                                        std::to_string(size()) + ")");
     append_piece(id, render_special, out);

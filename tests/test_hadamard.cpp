@@ -462,6 +462,26 @@ TEST_CASE("matrix application: rows (W Q), columns (Q^T W) and both sides") {
       CHECK(same_bits(got2, want));
     }
   }
+  // Column counts that are not a multiple of the strip (64) or of the vector width:
+  // the scalar tails of the column path, against the vector API column by column.
+  for (std::size_t cols : {std::size_t{1}, std::size_t{77}, std::size_t{131}}) {
+    CAPTURE(cols);
+    auto ql = sbgq::hadamard_transform::create(96, o).value();  // m = 12, p = 8
+    const std::vector<float> w = random_vector<float>(96 * cols, cols);
+    std::vector<float> want = w, col(96);
+    for (std::size_t j = 0; j < cols; ++j) {
+      for (std::size_t i = 0; i < 96; ++i) col[i] = w[i * cols + j];
+      REQUIRE(ql.transpose(std::span<float>(col)).has_value());
+      for (std::size_t i = 0; i < 96; ++i) want[i * cols + j] = col[i];
+    }
+    for (simd_level level : runnable_levels()) {
+      CAPTURE(level);
+      sbgq::simd_override cap(level);
+      std::vector<float> got = w;
+      REQUIRE(sbgq::apply_left(ql, std::span<float>(got), 96, cols, 2).has_value());
+      CHECK(same_bits(got, want));
+    }
+  }
   auto q = sbgq::hadamard_transform::create(12).value();
   std::vector<float> w(12 * 5);
   auto e = sbgq::apply_right(q, std::span<float>(w), 5, 12);

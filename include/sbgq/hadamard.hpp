@@ -42,6 +42,7 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <span>
 #include <string>
 #include <string_view>
@@ -249,8 +250,8 @@ inline result<hadamard_factors> factor_hadamard_size(std::size_t n) {
 
 namespace ref {
 
-/// Kronecker step, the specification of its summation order. x holds m rows of p values
-/// (m % 4 == 0). For each column b, with u_j = x[j][b]:
+/// Kronecker step, the specification of its summation order. x holds m rows (m % 4 ==
+/// 0) of `count` values, `stride` values apart. For each column b, with u_j = x[j][b]:
 ///   - for every group t of four rows (4t .. 4t+3) and idx in 0..7 (bit k-1 set = minus
 ///     sign on u_{4t+k}): c_t[idx] = ((u_4t +- u_4t+1) +- u_4t+2) +- u_4t+3, evaluated
 ///     left to right; c_t[8 + idx] = -c_t[idx];
@@ -259,12 +260,13 @@ namespace ref {
 /// where code[i * (m/4) + t] selects the signed combination equal to
 /// sum_k H[i][4t+k] u_{4t+k} (see encode_hadamard_rows). `work` has room for 4 m values.
 template <class T>
-inline void hadamard_mix(T* x, std::size_t m, std::size_t p, const std::uint8_t* code, T scale, T* work) {
+inline void hadamard_mix(T* x, std::size_t m, std::size_t stride, std::size_t count, const std::uint8_t* code,
+                         T scale, T* work) {
   const std::size_t g = m / 4;
-  for (std::size_t b = 0; b < p; ++b) {
+  for (std::size_t b = 0; b < count; ++b) {
     for (std::size_t t = 0; t < g; ++t) {
-      const T u0 = x[(4 * t) * p + b], u1 = x[(4 * t + 1) * p + b], u2 = x[(4 * t + 2) * p + b],
-              u3 = x[(4 * t + 3) * p + b];
+      const T u0 = x[(4 * t) * stride + b], u1 = x[(4 * t + 1) * stride + b], u2 = x[(4 * t + 2) * stride + b],
+              u3 = x[(4 * t + 3) * stride + b];
       T* c = work + 16 * t;
       for (unsigned idx = 0; idx < 8; ++idx) {
         const T e1 = (idx & 1) ? u0 - u1 : u0 + u1;
@@ -277,7 +279,7 @@ inline void hadamard_mix(T* x, std::size_t m, std::size_t p, const std::uint8_t*
       T acc = work[code[i * g]];
       for (std::size_t t = 1; t < g; ++t) acc = acc + work[16 * t + code[i * g + t]];
       if (scale != T(1)) acc = acc * scale;
-      x[i * p + b] = acc;
+      x[i * stride + b] = acc;
     }
   }
 }
@@ -304,21 +306,26 @@ inline std::vector<std::uint8_t> encode_hadamard_rows(const hadamard_matrix& h, 
   return code;
 }
 
+/// The Kronecker step (ref::hadamard_mix) at the given level: the kernel takes the
+/// columns in multiples of its width, the reference the rest. Bit-identical at every level.
 template <class T>
-inline void hadamard_mix_at(simd_level level, T* x, std::size_t m, std::size_t p, const std::uint8_t* code,
-                            T scale, T* work) {
+inline void hadamard_mix_at(simd_level level, T* x, std::size_t m, std::size_t stride, std::size_t count,
+                            const std::uint8_t* code, T scale, T* work) {
+  std::size_t done = 0;
   switch (level) {
 #if SBGQ_X86_KERNELS
     case simd_level::avx512:
-      if (p % avx512::mix_columns<T> == 0) return avx512::hadamard_mix<T>(x, m, p, code, scale, work);
+      done = count - count % avx512::mix_columns<T>;
+      if (done) avx512::hadamard_mix<T>(x, m, stride, done, code, scale, work);
       break;
     case simd_level::avx2:
-      if (p % avx2::mix_columns<T> == 0) return avx2::hadamard_mix<T>(x, m, p, code, scale, work);
+      done = count - count % avx2::mix_columns<T>;
+      if (done) avx2::hadamard_mix<T>(x, m, stride, done, code, scale, work);
       break;
 #endif
     default: break;
   }
-  ref::hadamard_mix<T>(x, m, p, code, scale, work);
+  if (done < count) ref::hadamard_mix<T>(x + done, m, stride, count - done, code, scale, work);
 }
 
 /// Scratch values hadamard_mix_at needs at any level for order m.
@@ -338,6 +345,118 @@ inline std::uint64_t splitmix64_next(std::uint64_t& state) {
   z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
   z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
   return z ^ (z >> 31);
+}
+
+/// Radix-2^R butterflies of the FWHT applied lane-wise to rows: row k of the group is
+/// rows[k][0 .. count); stage d (1, 2, 4) pairs rows k and k + d. Used when the
+/// transform runs down the columns of a matrix; per column it is exactly the 1-D
+/// algorithm's arithmetic (same butterflies, same operands), so bit-identical to it. The
+/// restrict pointers let the compiler vectorize over the columns.
+#if defined(__clang__)
+#define SBGQ_IVDEP _Pragma("clang loop vectorize(assume_safety)")
+#elif defined(__GNUC__)
+#define SBGQ_IVDEP _Pragma("GCC ivdep")
+#else
+#define SBGQ_IVDEP
+#endif
+
+template <class T, bool Scale>
+inline void rows_radix2(T* SBGQ_RESTRICT r0, T* SBGQ_RESTRICT r1, std::size_t count, T scale) {
+  SBGQ_IVDEP
+  for (std::size_t c = 0; c < count; ++c) {
+    const T a = r0[c], b = r1[c];
+    T y0 = a + b, y1 = a - b;
+    if constexpr (Scale) {
+      y0 *= scale;
+      y1 *= scale;
+    }
+    r0[c] = y0;
+    r1[c] = y1;
+  }
+}
+template <class T, bool Scale>
+inline void rows_radix4(T* SBGQ_RESTRICT r0, T* SBGQ_RESTRICT r1, T* SBGQ_RESTRICT r2, T* SBGQ_RESTRICT r3,
+                        std::size_t count, T scale) {
+  SBGQ_IVDEP
+  for (std::size_t c = 0; c < count; ++c) {
+    const T a0 = r0[c], a1 = r1[c], a2 = r2[c], a3 = r3[c];
+    const T b0 = a0 + a1, b1 = a0 - a1, b2 = a2 + a3, b3 = a2 - a3;       // d = 1
+    T y0 = b0 + b2, y2 = b0 - b2, y1 = b1 + b3, y3 = b1 - b3;             // d = 2
+    if constexpr (Scale) {
+      y0 *= scale; y1 *= scale; y2 *= scale; y3 *= scale;
+    }
+    r0[c] = y0; r1[c] = y1; r2[c] = y2; r3[c] = y3;
+  }
+}
+template <class T, bool Scale>
+inline void rows_radix8(T* SBGQ_RESTRICT r0, T* SBGQ_RESTRICT r1, T* SBGQ_RESTRICT r2, T* SBGQ_RESTRICT r3,
+                        T* SBGQ_RESTRICT r4, T* SBGQ_RESTRICT r5, T* SBGQ_RESTRICT r6, T* SBGQ_RESTRICT r7,
+                        std::size_t count, T scale) {
+  SBGQ_IVDEP
+  for (std::size_t c = 0; c < count; ++c) {
+    const T a0 = r0[c], a1 = r1[c], a2 = r2[c], a3 = r3[c], a4 = r4[c], a5 = r5[c], a6 = r6[c], a7 = r7[c];
+    const T b0 = a0 + a1, b1 = a0 - a1, b2 = a2 + a3, b3 = a2 - a3;       // d = 1
+    const T b4 = a4 + a5, b5 = a4 - a5, b6 = a6 + a7, b7 = a6 - a7;
+    const T e0 = b0 + b2, e2 = b0 - b2, e1 = b1 + b3, e3 = b1 - b3;       // d = 2
+    const T e4 = b4 + b6, e6 = b4 - b6, e5 = b5 + b7, e7 = b5 - b7;
+    T y0 = e0 + e4, y4 = e0 - e4, y1 = e1 + e5, y5 = e1 - e5;             // d = 4
+    T y2 = e2 + e6, y6 = e2 - e6, y3 = e3 + e7, y7 = e3 - e7;
+    if constexpr (Scale) {
+      y0 *= scale; y1 *= scale; y2 *= scale; y3 *= scale;
+      y4 *= scale; y5 *= scale; y6 *= scale; y7 *= scale;
+    }
+    r0[c] = y0; r1[c] = y1; r2[c] = y2; r3[c] = y3;
+    r4[c] = y4; r5[c] = y5; r6[c] = y6; r7[c] = y7;
+  }
+}
+
+/// FWHT of 2^log2p rows (ld values apart) applied to each of the `count` columns, in
+/// passes of up to three stages split like the 1-D kernels, the last pass times scale
+/// unless scale == 1.
+template <class T>
+inline void fwht_rows(simd_level level, T* x, std::size_t ld, std::size_t count, unsigned log2p, T scale) {
+  const std::size_t rows = std::size_t{1} << log2p;
+  unsigned s = 0;
+  while (s < log2p) {
+    const unsigned left = log2p - s, passes = (left + 2) / 3, r = (left + passes - 1) / passes;
+    const bool last = s + r == log2p && scale != T(1);
+    const std::size_t h = std::size_t{1} << s, k = std::size_t{1} << r;
+    for (std::size_t blk = 0; blk < rows; blk += k * h)
+      for (std::size_t j = blk; j < blk + h; ++j) {
+        T* p0 = x + j * ld;
+        const std::size_t st = h * ld;
+#if SBGQ_X86_KERNELS
+        if (level == simd_level::avx512 && count % avx512::lanes<T> == 0) {
+          if (r == 3) avx512::rows_pass<T, 3>(p0, st, count, last, scale);
+          else if (r == 2) avx512::rows_pass<T, 2>(p0, st, count, last, scale);
+          else avx512::rows_pass<T, 1>(p0, st, count, last, scale);
+          continue;
+        }
+        if (level >= simd_level::avx2 && count % avx2::lanes<T> == 0) {
+          if (r == 3) avx2::rows_pass<T, 3>(p0, st, count, last, scale);
+          else if (r == 2) avx2::rows_pass<T, 2>(p0, st, count, last, scale);
+          else avx2::rows_pass<T, 1>(p0, st, count, last, scale);
+          continue;
+        }
+#else
+        (void)level;
+#endif
+        T* p1 = p0 + st;
+        if (r == 3) {
+          T *p2 = p0 + 2 * st, *p3 = p0 + 3 * st, *p4 = p0 + 4 * st, *p5 = p0 + 5 * st, *p6 = p0 + 6 * st,
+            *p7 = p0 + 7 * st;
+          if (last) rows_radix8<T, true>(p0, p1, p2, p3, p4, p5, p6, p7, count, scale);
+          else rows_radix8<T, false>(p0, p1, p2, p3, p4, p5, p6, p7, count, scale);
+        } else if (r == 2) {
+          if (last) rows_radix4<T, true>(p0, p1, p0 + 2 * st, p0 + 3 * st, count, scale);
+          else rows_radix4<T, false>(p0, p1, p0 + 2 * st, p0 + 3 * st, count, scale);
+        } else {
+          if (last) rows_radix2<T, true>(p0, p1, count, scale);
+          else rows_radix2<T, false>(p0, p1, count, scale);
+        }
+      }
+    s += r;
+  }
 }
 
 }  // namespace detail
@@ -447,12 +566,31 @@ class hadamard_transform {
           detail::fwht_at<T>(level, xb, log2p_, scale);
         } else {
           for (std::size_t a = 0; a < m_; ++a) detail::fwht_at<T>(level, xb + a * p_, log2p_, T(1));
-          detail::hadamard_mix_at<T>(level, xb, m_, p_, code, scale, work);
+          detail::hadamard_mix_at<T>(level, xb, m_, p_, p_, code, scale, work);
         }
       }
       if (o != op::forward) flip_signs(x);
     }
   }
+  /// Applies `o` to each of the `count` columns of the size() x count block at w (rows
+  /// `ld` values apart), with rows as vectors: no transposition, and per column the
+  /// same arithmetic as apply_unchecked, so bit-identical to it. No checks.
+  template <class T>
+  void apply_columns_unchecked(T* w, std::size_t ld, std::size_t count, op o, simd_level level, T* work) const {
+    const T scale = block_scale<T>(o);
+    const std::uint8_t* code = o == op::forward ? code_fwd_.data() : code_tr_.data();
+    if (o == op::forward) flip_row_signs(w, ld, count);
+    for (std::size_t b = 0; b < n_; b += block_) {
+      T* xb = w + b * ld;
+      for (std::size_t a = 0; a < m_; ++a)
+        detail::fwht_rows<T>(level, xb + a * p_ * ld, ld, count, log2p_, m_ == 1 ? scale : T(1));
+      if (m_ > 1)
+        for (std::size_t r = 0; r < p_; ++r)
+          detail::hadamard_mix_at<T>(level, xb + r * ld, m_, p_ * ld, count, code, scale, work);
+    }
+    if (o != op::forward) flip_row_signs(w, ld, count);
+  }
+
   /// Scratch values apply_unchecked needs.
   template <class T>
   std::size_t work_size() const noexcept {
@@ -476,6 +614,15 @@ class hadamard_transform {
     constexpr unsigned top = sizeof(T) * 8 - 1;
     for (std::size_t i = 0; i < n_; ++i)
       x[i] = std::bit_cast<T>(std::bit_cast<U>(x[i]) ^ (static_cast<U>(signs_[i]) << top));
+  }
+
+  /// Row i of the block <- -row i where d_i = -1.
+  template <class T>
+  void flip_row_signs(T* w, std::size_t ld, std::size_t count) const {
+    if (signs_.empty()) return;
+    for (std::size_t i = 0; i < n_; ++i)
+      if (signs_[i])
+        for (std::size_t c = 0; c < count; ++c) w[i * ld + c] = -w[i * ld + c];
   }
 
   template <class T>
@@ -522,30 +669,49 @@ inline result<void> apply_right_impl(const hadamard_transform& q, std::span<T> w
   return {};
 }
 
+/// Prefetch hint for [p, p + bytes) (no-op where unsupported).
+inline void prefetch_bytes(const void* p, std::size_t bytes, bool for_write) {
+#if defined(__GNUC__) || defined(__clang__)
+  const char* c = static_cast<const char*>(p);
+  for (std::size_t i = 0; i < bytes; i += 64) {
+    if (for_write) __builtin_prefetch(c + i, 1, 3);
+    else __builtin_prefetch(c + i, 0, 3);
+  }
+#else
+  (void)p, (void)bytes, (void)for_write;
+#endif
+}
+
 template <class T>
 inline result<void> apply_left_impl(const hadamard_transform& q, std::span<T> w, std::size_t rows,
                                     std::size_t cols, int n_threads) {
   if (w.size() != rows * cols || rows != q.size())
     return matrix_shape_error(rows, cols, w.size(), "the number of rows", q.size());
   const simd_level level = active_simd_level();
-  // Columns in strips of 16 (one 64-byte line of f32): gather the strip transposed into
-  // a contiguous buffer, transform its 16 rows with the 1-D kernel, scatter back. Each
-  // value is read and written once; the kernel runs on contiguous data.
-  constexpr std::size_t strip = 16;
+  // Strips of columns, rows as vectors (apply_columns_unchecked). Each strip (all rows,
+  // 256 bytes of each) is first copied into a contiguous buffer: the matrix's rows are
+  // cols x sizeof(T) bytes apart, usually a multiple of 4 KiB, so in place the rows of a
+  // strip would fall into a handful of cache sets and every pass would miss (measured
+  // 10x slower). In the buffer, each power-of-two block of p rows is contiguous and stays
+  // in L2 while its stages run; each matrix value is read once and written once.
+  constexpr std::size_t strip = 256 / sizeof(T);
   const std::size_t n_strips = (cols + strip - 1) / strip;
   parallel_for(n_strips, 1, n_threads, [&](std::size_t s0, std::size_t s1) {
-    std::vector<T> buf(strip * rows);
     std::vector<T> work(q.work_size<T>());
+    std::vector<T> buf(rows * strip);
     for (std::size_t s = s0; s < s1; ++s) {
       const std::size_t c0 = s * strip, cw = std::min(strip, cols - c0);
+      // Every row is on another page, out of reach of the hardware prefetchers (they
+      // stay within a 4 KiB page): prefetch `ahead` rows in advance by hand.
+      constexpr std::size_t ahead = 16;
       for (std::size_t r = 0; r < rows; ++r) {
-        const T* src = w.data() + r * cols + c0;
-        for (std::size_t c = 0; c < cw; ++c) buf[c * rows + r] = src[c];
+        if (r + ahead < rows) detail::prefetch_bytes(w.data() + (r + ahead) * cols + c0, cw * sizeof(T), false);
+        std::memcpy(buf.data() + r * strip, w.data() + r * cols + c0, cw * sizeof(T));
       }
-      q.apply_unchecked<T>(buf.data(), cw, hadamard_transform::op::transpose, level, work.data());
+      q.apply_columns_unchecked<T>(buf.data(), strip, cw, hadamard_transform::op::transpose, level, work.data());
       for (std::size_t r = 0; r < rows; ++r) {
-        T* dst = w.data() + r * cols + c0;
-        for (std::size_t c = 0; c < cw; ++c) dst[c] = buf[c * rows + r];
+        if (r + ahead < rows) detail::prefetch_bytes(w.data() + (r + ahead) * cols + c0, cw * sizeof(T), true);
+        std::memcpy(w.data() + r * cols + c0, buf.data() + r * strip, cw * sizeof(T));
       }
     }
   });

@@ -218,38 +218,64 @@ inline void fwht(T* x, unsigned log2n, T scale) {
   if (b2 < n) run_passes<T>(x, n, lg2, log2n, scaled, scale);
 }
 
+/// Radix-2^R butterflies (R = 1, 2, 3) applied lane-wise to the 2^R rows x + k stride
+/// (k < 2^R) of `count` values: stage d = 1, 2, 4 pairs rows k and k + d, then x *= scale
+/// when scale_it. The FWHT of fwht.hpp run down the columns of a matrix (hadamard.hpp
+/// apply_left): per column the same butterflies as the 1-D transform, so bit-identical.
+/// Precondition: count % lanes == 0.
+template <class T, unsigned R>
+inline void rows_pass(T* x, std::size_t stride, std::size_t count, bool scale_it, T scale) {
+  using V = fwht_detail::vt<T>;
+  constexpr std::size_t L = V::lanes;
+  constexpr std::size_t K = std::size_t{1} << R;
+  SBGQ_DASSERT(count % L == 0);
+  const typename V::v s = V::set1(scale);
+  for (std::size_t c = 0; c < count; c += L) {
+    typename V::v r[K];
+    for (std::size_t k = 0; k < K; ++k) r[k] = V::load(x + k * stride + c);
+    for (std::size_t d = 1; d < K; d *= 2)
+      for (std::size_t k = 0; k < K; ++k)
+        if ((k & d) == 0) fwht_detail::butterfly<T>(r[k], r[k + d]);
+    if (scale_it)
+      for (std::size_t k = 0; k < K; ++k) r[k] = V::mul(r[k], s);
+    for (std::size_t k = 0; k < K; ++k) V::store(x + k * stride + c, r[k]);
+  }
+}
+
 /// Columns hadamard_mix handles at once (two vectors: two independent add chains, and
 /// the scalar work of reading a row's codes is shared by both).
 template <class T>
 inline constexpr std::size_t mix_columns = 2 * fwht_detail::vt<T>::lanes;
 
 /// The Kronecker step of ref::hadamard_mix, mix_columns<T> columns at a time: x holds m
-/// rows of p values; column b of the result is H_m (or its transpose, as encoded in
+/// rows of `count` values, `stride` values apart; column b of the result is H_m (or its transpose, as encoded in
 /// `code`) times column b, times scale unless scale == 1. code[i * (m / 4) + t] is the
 /// signed combination of group t that row i uses (see ref::hadamard_mix). `work` has
 /// room for mix_work_size<T>(m) values.
-/// Preconditions: m % 4 == 0, p % mix_columns<T> == 0.
+/// Preconditions: m % 4 == 0, count % mix_columns<T> == 0.
 ///
 /// Cost per column and group of four rows: 14 add/sub + 8 negations for the 16 signed
 /// combinations, then 1 add per output row: m/4 + 5.5 adds per value, against m for a
 /// plain dense product.
 template <class T>
-inline void hadamard_mix(T* x, std::size_t m, std::size_t p, const std::uint8_t* code, T scale, T* work) {
+inline void hadamard_mix(T* x, std::size_t m, std::size_t stride, std::size_t count, const std::uint8_t* code,
+                         T scale, T* work) {
   using V = fwht_detail::vt<T>;
   using vec = typename V::v;
   constexpr std::size_t L = V::lanes, C = mix_columns<T>;
-  SBGQ_DASSERT(m % 4 == 0 && p % C == 0);
+  SBGQ_DASSERT(m % 4 == 0 && count % C == 0);
   const std::size_t g = m / 4;
   const bool scaled = scale != T(1);
   const vec s = V::set1(scale);
-  for (std::size_t b = 0; b < p; b += C) {
+  for (std::size_t b = 0; b < count; b += C) {
     // Signed sums of each group of four rows: c[idx] = ((u0 +- u1) +- u2) +- u3 with the
     // signs in idx bits 0..2 (set = minus); c[8 + idx] = -c[idx]. Entry k of group t is
     // at work + (16 t + k) C, its two vectors L apart.
     for (std::size_t t = 0; t < g; ++t) {
       for (std::size_t h = 0; h < C; h += L) {
-        const T* u = x + 4 * t * p + b + h;
-        const vec u0 = V::load(u), u1 = V::load(u + p), u2 = V::load(u + 2 * p), u3 = V::load(u + 3 * p);
+        const T* u = x + 4 * t * stride + b + h;
+        const vec u0 = V::load(u), u1 = V::load(u + stride), u2 = V::load(u + 2 * stride),
+                  u3 = V::load(u + 3 * stride);
         const vec a0 = V::add(u0, u1), a1 = V::sub(u0, u1);                             // idx 0, 1
         const vec e0 = V::add(a0, u2), e1 = V::add(a1, u2), e2 = V::sub(a0, u2), e3 = V::sub(a1, u2);  // 0..3
         const vec c0 = V::add(e0, u3), c1 = V::add(e1, u3), c2 = V::add(e2, u3), c3 = V::add(e3, u3);
@@ -278,8 +304,8 @@ inline void hadamard_mix(T* x, std::size_t m, std::size_t p, const std::uint8_t*
         acc0 = V::mul(acc0, s);
         acc1 = V::mul(acc1, s);
       }
-      V::store(x + i * p + b, acc0);
-      V::store(x + i * p + b + L, acc1);
+      V::store(x + i * stride + b, acc0);
+      V::store(x + i * stride + b + L, acc1);
     }
   }
 }

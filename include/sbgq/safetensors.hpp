@@ -1016,9 +1016,8 @@ class safetensors_writer {
     return e;
   }
   void skip_finished() noexcept {
-    while (current_ < decls_.size() && written_ >= decls_[current_].end &&
-           !(decls_[current_].begin == decls_[current_].end && written_ < decls_[current_].begin))
-      ++current_;
+    // Ends never decrease in declaration order; an empty tensor is complete once reached.
+    while (current_ < decls_.size() && written_ >= decls_[current_].end) ++current_;
   }
 
   result<void> add_decl(std::string name, dtype type, tensor_shape shape, std::span<const std::byte> data,

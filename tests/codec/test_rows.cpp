@@ -90,6 +90,30 @@ TEST_CASE("quantize_rows: equals ggml_quantize_chunk and is identical for 1, 2 a
   }
 }
 
+TEST_CASE("without weights the codecs equal quantize_row_<fmt>_ref (all but IQ4_NL)") {
+  // Algorithms doc 2: quantize_<fmt>(imatrix = NULL) runs the _ref function for these
+  // formats; IQ4_NL's _ref is a search-free variant that ggml_quantize_chunk never uses.
+  auto& o = oracle();
+  const std::size_t n = 4096;
+  const auto x = matrix(1, n, 17);
+  struct item {
+    ggml_type t;
+    void (*ref)(const float*, void*, std::int64_t);
+  };
+  for (const item& it : {item{ggml_type::q8_0, o.quantize_row_q8_0_ref}, item{ggml_type::q2_k, o.quantize_row_q2_K_ref},
+                         item{ggml_type::q3_k, o.quantize_row_q3_K_ref}, item{ggml_type::q4_k, o.quantize_row_q4_K_ref},
+                         item{ggml_type::q5_k, o.quantize_row_q5_K_ref}, item{ggml_type::q6_k, o.quantize_row_q6_K_ref},
+                         item{ggml_type::q8_k, o.quantize_row_q8_K_ref},
+                         item{ggml_type::iq4_xs, o.quantize_row_iq4_xs_ref}}) {
+    CAPTURE(type_name(it.t));
+    std::vector<std::uint8_t> want(row_size(it.t, n));
+    it.ref(x.data(), want.data(), static_cast<std::int64_t>(n));
+    std::vector<std::byte> got(want.size());
+    REQUIRE(quantize_rows(it.t, x.data(), 1, n, nullptr, got, 1).has_value());
+    CHECK(std::memcmp(got.data(), want.data(), want.size()) == 0);
+  }
+}
+
 TEST_CASE("quantize_rows: a misaligned destination gives the same bytes") {
   const std::size_t nrows = 3, n = 512;
   const auto x = matrix(nrows, n, 9);

@@ -125,7 +125,10 @@ inline void quantize_q4_k(std::span<const float> x, std::span<block_q4_k> y,
     const float* xb = x.data() + b * qk_k;
     const float* qw = weights.empty() ? nullptr : weights.data() + b * qk_k;
     block_q4_k& out = y[b];
-    detail::quantize_k_scale_min_superblock(xb, qw, 15, -1.0f, 20, L, out.scales, out.d, out.dmin);
+    f16 d, dmin;  // locals: a reference to a member of a packed block may be misaligned
+    detail::quantize_k_scale_min_superblock(xb, qw, 15, -1.0f, 20, L, out.scales, d, dmin);
+    out.d = d;
+    out.dmin = dmin;
     // Blocks doc 3.2: chunk c of 64 weights -> qs[32c + l] = L[64c + l] | L[64c + 32 + l] << 4.
     for (int c = 0; c < 4; ++c)
       for (int l = 0; l < 32; ++l)

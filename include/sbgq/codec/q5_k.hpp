@@ -34,7 +34,10 @@ inline void quantize_q5_k(std::span<const float> x, std::span<block_q5_k> y,
     const float* xb = x.data() + b * qk_k;
     const float* qw = weights.empty() ? nullptr : weights.data() + b * qk_k;
     block_q5_k& out = y[b];
-    detail::quantize_k_scale_min_superblock(xb, qw, 31, -0.5f, 15, L, out.scales, out.d, out.dmin);
+    f16 d, dmin;  // locals: a reference to a member of a packed block may be misaligned
+    detail::quantize_k_scale_min_superblock(xb, qw, 31, -0.5f, 15, L, out.scales, d, dmin);
+    out.d = d;
+    out.dmin = dmin;
     // Blocks doc 4: the low nibbles as Q4_K; for chunk c the fifth bit of the low-half
     // weight goes to bit 2c of qh[l], that of the high-half weight to bit 2c+1.
     for (int l = 0; l < 32; ++l) out.qh[l] = 0;

@@ -27,9 +27,10 @@
 // of p values (x[a p + b] is row a, column b): a FWHT of every row, then the "Kronecker
 // step" y[i][b] = sum_j H_m[i][j] x[j][b] on every column. The Kronecker step has a fixed
 // summation order (ref::hadamard_mix), used by every kernel level, so results are
-// bit-identical across levels here too. It costs about m/4 + 4 adds per value: for
-// m = 68 that is 21 adds against 8 for the p = 256 FWHT, which is why m is chosen as
-// small as possible.
+// bit-identical across levels here too. It costs about m/4 + 5.5 adds per value (14
+// add/sub for the 8 signed sums of each group of four rows, then one add per group and
+// output): for m = 68 that is 22.5 adds against 8 for the p = 256 FWHT, which is why m
+// is chosen as small as possible.
 //
 // Design goals: reproducible transforms (a rotation is fully determined by n, the
 // options and the seed); clear errors for unsupported n; thread-safe const plans.

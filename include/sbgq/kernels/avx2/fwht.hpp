@@ -103,7 +103,7 @@ struct vt<double> {
   }
 };
 
-// ---- everything below is identical in kernels/avx512/fwht.hpp ------------------------
+// ---- everything below is identical in kernels/avx2/fwht.hpp and avx512/fwht.hpp -----
 
 /// Cache blocks in bytes: the stages inside 16 KiB blocks run first (L1-resident), then
 /// the stages inside 256 KiB blocks (L2-resident), then the rest in full sweeps.

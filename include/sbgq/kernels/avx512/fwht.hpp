@@ -55,10 +55,10 @@ struct vt<float> {
     const v m2 = _mm512_castsi512_ps(_mm512_setr_epi32(0, 0, ns, ns, 0, 0, ns, ns, 0, 0, ns, ns, 0, 0, ns, ns));
     const v m4 = _mm512_castsi512_ps(_mm512_setr_epi32(0, 0, 0, 0, ns, ns, ns, ns, 0, 0, 0, 0, ns, ns, ns, ns));
     const v m8 = _mm512_castsi512_ps(_mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, ns, ns, ns, ns, ns, ns, ns, ns));
-    x = _mm512_add_ps(_mm512_mask_permute_ps(x, 0xFFFF, x, 0xB1), _mm512_xor_ps(x, m1));           // [1,0,3,2] per 128
-    x = _mm512_add_ps(_mm512_mask_permute_ps(x, 0xFFFF, x, 0x4E), _mm512_xor_ps(x, m2));           // [2,3,0,1] per 128
-    x = _mm512_add_ps(_mm512_mask_shuffle_f32x4(x, 0xFFFF, x, x, 0xB1), _mm512_xor_ps(x, m4));     // 128-bit lanes 1,0,3,2
-    x = _mm512_add_ps(_mm512_mask_shuffle_f32x4(x, 0xFFFF, x, x, 0x4E), _mm512_xor_ps(x, m8));     // 256-bit halves
+    x = _mm512_add_ps(_mm512_mask_permute_ps(x, 0xFFFF, x, 0xB1), _mm512_xor_ps(x, m1));  // [1,0,3,2] per 128
+    x = _mm512_add_ps(_mm512_mask_permute_ps(x, 0xFFFF, x, 0x4E), _mm512_xor_ps(x, m2));  // [2,3,0,1] per 128
+    x = _mm512_add_ps(_mm512_mask_shuffle_f32x4(x, 0xFFFF, x, x, 0xB1), _mm512_xor_ps(x, m4));  // 128-bit [1,0,3,2]
+    x = _mm512_add_ps(_mm512_mask_shuffle_f32x4(x, 0xFFFF, x, x, 0x4E), _mm512_xor_ps(x, m8));  // 256-bit halves
     return x;
   }
   static constexpr int ns = static_cast<int>(0x80000000u);
@@ -81,14 +81,14 @@ struct vt<double> {
     const v m1 = _mm512_setr_pd(0.0, -0.0, 0.0, -0.0, 0.0, -0.0, 0.0, -0.0);
     const v m2 = _mm512_setr_pd(0.0, 0.0, -0.0, -0.0, 0.0, 0.0, -0.0, -0.0);
     const v m4 = _mm512_setr_pd(0.0, 0.0, 0.0, 0.0, -0.0, -0.0, -0.0, -0.0);
-    x = _mm512_add_pd(_mm512_mask_permute_pd(x, 0xFF, x, 0x55), _mm512_xor_pd(x, m1));           // [1,0] per 128
-    x = _mm512_add_pd(_mm512_mask_shuffle_f64x2(x, 0xFF, x, x, 0xB1), _mm512_xor_pd(x, m2));     // 128-bit lanes 1,0,3,2
-    x = _mm512_add_pd(_mm512_mask_shuffle_f64x2(x, 0xFF, x, x, 0x4E), _mm512_xor_pd(x, m4));     // 256-bit halves
+    x = _mm512_add_pd(_mm512_mask_permute_pd(x, 0xFF, x, 0x55), _mm512_xor_pd(x, m1));  // [1,0] per 128
+    x = _mm512_add_pd(_mm512_mask_shuffle_f64x2(x, 0xFF, x, x, 0xB1), _mm512_xor_pd(x, m2));  // 128-bit [1,0,3,2]
+    x = _mm512_add_pd(_mm512_mask_shuffle_f64x2(x, 0xFF, x, x, 0x4E), _mm512_xor_pd(x, m4));  // 256-bit halves
     return x;
   }
 };
 
-// ---- everything below is identical in kernels/avx512/fwht.hpp ------------------------
+// ---- everything below is identical in kernels/avx2/fwht.hpp and avx512/fwht.hpp -----
 
 /// Cache blocks in bytes: the stages inside 16 KiB blocks run first (L1-resident), then
 /// the stages inside 256 KiB blocks (L2-resident), then the rest in full sweeps.

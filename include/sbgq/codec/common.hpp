@@ -19,7 +19,7 @@
 #include "../error.hpp"
 
 SBGQ_BEGIN_NAMESPACE
-namespace detail {
+namespace detail::codec {
 
 /// ggml's nearest_int (algorithms doc 1.4): round to nearest, ties to even, by adding
 /// 1.5 * 2^23 so that the integer lands in the low mantissa bits. For |v| < 2^22 this is
@@ -97,5 +97,5 @@ inline result<void> check_quantize_row(std::string_view format, std::span<const 
   return check_finite(format, src, 0, "the input");
 }
 
-}  // namespace detail
+}  // namespace detail::codec
 SBGQ_END_NAMESPACE

@@ -28,7 +28,7 @@
 
 SBGQ_BEGIN_NAMESPACE
 
-namespace detail {
+namespace detail::codec {
 
 /// Index of the codebook value nearest to v (algorithms doc 11.1). At an exact midpoint
 /// the upper index wins; v <= V[0] gives 0 and v >= V[15] gives 15. Written as "find the
@@ -122,7 +122,7 @@ inline void pack_iq4_nibbles(const std::uint8_t* L, int n_blocks, std::uint8_t* 
       qs[16 * ib + j] = static_cast<std::uint8_t>(L[32 * ib + j] | (L[32 * ib + 16 + j] << 4));
 }
 
-}  // namespace detail
+}  // namespace detail::codec
 
 namespace ref {
 
@@ -137,13 +137,13 @@ inline void quantize_iq4_nl(std::span<const float> x, std::span<block_iq4_nl> y,
     const float* xb = x.data() + 32 * b;
     const float* qw = weights.empty() ? nullptr : weights.data() + 32 * b;
     float scale = 0.0f, max_scale = 0.0f;
-    detail::iq4_search_superblock(xb, qw, 1, L, &scale, max_scale);
+    detail::codec::iq4_search_superblock(xb, qw, 1, L, &scale, max_scale);
     // Algorithms doc 11.2 step 4: store fp16(scale), recompute all 32 indices with the
     // *unrounded* scale (an all-zero block gets index 8, the level +1, and d = 0).
     y[b].d = to_f16(scale);
     const float id = scale != 0.0f ? 1.0f / scale : 0.0f;
-    for (int j = 0; j < 32; ++j) L[j] = static_cast<std::uint8_t>(detail::best_index_iq4nl(id * xb[j]));
-    detail::pack_iq4_nibbles(L, 1, y[b].qs);
+    for (int j = 0; j < 32; ++j) L[j] = static_cast<std::uint8_t>(detail::codec::best_index_iq4nl(id * xb[j]));
+    detail::codec::pack_iq4_nibbles(L, 1, y[b].qs);
   }
 }
 
@@ -160,7 +160,7 @@ inline void quantize_iq4_xs(std::span<const float> x, std::span<block_iq4_xs> y,
     const float* qw = weights.empty() ? nullptr : weights.data() + qk_k * b;
     block_iq4_xs& out = y[b];
     float max_scale = 0.0f;
-    detail::iq4_search_superblock(xb, qw, 8, L, scales, max_scale);
+    detail::codec::iq4_search_superblock(xb, qw, 8, L, scales, max_scale);
     // Algorithms doc 11.2 step 3: the dominant block gets l = -32; D = -max_scale/32 is
     // stored as fp16 but the 6-bit codes and the final indices use the unrounded D.
     // (All-zero super-block: D = -0.0 -> d = 0x8000, every l = 0 -> scales_h 0xAAAA.)
@@ -169,12 +169,12 @@ inline void quantize_iq4_xs(std::span<const float> x, std::span<block_iq4_xs> y,
     const float id = D != 0.0f ? 1.0f / D : 0.0f;
     std::uint16_t scales_h = 0;
     for (int ib = 0; ib < 8; ++ib) {
-      int l = detail::nearest_int(id * scales[ib]);
+      int l = detail::codec::nearest_int(id * scales[ib]);
       l = std::max(-32, std::min(31, l));
       const float dl = D * static_cast<float>(l);
       const float idl = dl != 0.0f ? 1.0f / dl : 0.0f;
       for (int j = 0; j < 32; ++j)
-        L[32 * ib + j] = static_cast<std::uint8_t>(detail::best_index_iq4nl(idl * xb[32 * ib + j]));
+        L[32 * ib + j] = static_cast<std::uint8_t>(detail::codec::best_index_iq4nl(idl * xb[32 * ib + j]));
       l += 32;
       const auto lo = static_cast<std::uint8_t>(l & 0xF);
       if (ib % 2 == 0)
@@ -184,7 +184,7 @@ inline void quantize_iq4_xs(std::span<const float> x, std::span<block_iq4_xs> y,
       scales_h = static_cast<std::uint16_t>(scales_h | ((l >> 4) << (2 * ib)));
     }
     out.scales_h = scales_h;
-    detail::pack_iq4_nibbles(L, 8, out.qs);
+    detail::codec::pack_iq4_nibbles(L, 8, out.qs);
   }
 }
 
@@ -222,7 +222,7 @@ inline void dequantize_iq4_xs(std::span<const block_iq4_xs> x, std::span<float> 
 
 }  // namespace ref
 
-namespace detail {
+namespace detail::codec {
 // Level dispatch. Kernels in kernels/<target>/iq4.hpp (namespaces sbgq::avx2 /
 // sbgq::avx512, same names and signatures as ref) are wired in by including them above
 // and adding a case; the public API does not change.
@@ -248,22 +248,22 @@ inline void dequantize_iq4_xs_at(simd_level level, std::span<const block_iq4_xs>
     default: ref::dequantize_iq4_xs(x, y); break;
   }
 }
-}  // namespace detail
+}  // namespace detail::codec
 
 /// Quantizes one row of `src` (a multiple of 32 floats) into src.size()/32 blocks.
 /// `weights`: empty (llama.cpp's x^2 weighting) or one importance value per column.
 /// Errors: size_mismatch; not_finite naming the column. Thread-safe.
 inline result<void> quantize_iq4_nl(std::span<const float> src, std::span<block_iq4_nl> dst,
                                     std::span<const float> weights = {}) {
-  SBGQ_TRY_VOID(detail::check_quantize_row("iq4_nl", src, block_iq4_nl::values, dst.size(), weights));
-  detail::quantize_iq4_nl_at(active_simd_level(), src, dst, weights);
+  SBGQ_TRY_VOID(detail::codec::check_quantize_row("iq4_nl", src, block_iq4_nl::values, dst.size(), weights));
+  detail::codec::quantize_iq4_nl_at(active_simd_level(), src, dst, weights);
   return {};
 }
 
 /// Decodes src.size() blocks into dst (32 floats per block). Errors: size_mismatch.
 inline result<void> dequantize_iq4_nl(std::span<const block_iq4_nl> src, std::span<float> dst) {
-  SBGQ_TRY_VOID(detail::check_row_sizes("iq4_nl", dst.size(), block_iq4_nl::values, src.size(), "the output"));
-  detail::dequantize_iq4_nl_at(active_simd_level(), src, dst);
+  SBGQ_TRY_VOID(detail::codec::check_row_sizes("iq4_nl", dst.size(), block_iq4_nl::values, src.size(), "the output"));
+  detail::codec::dequantize_iq4_nl_at(active_simd_level(), src, dst);
   return {};
 }
 
@@ -272,15 +272,15 @@ inline result<void> dequantize_iq4_nl(std::span<const block_iq4_nl> src, std::sp
 /// Errors: size_mismatch; not_finite naming the column. Thread-safe.
 inline result<void> quantize_iq4_xs(std::span<const float> src, std::span<block_iq4_xs> dst,
                                     std::span<const float> weights = {}) {
-  SBGQ_TRY_VOID(detail::check_quantize_row("iq4_xs", src, qk_k, dst.size(), weights));
-  detail::quantize_iq4_xs_at(active_simd_level(), src, dst, weights);
+  SBGQ_TRY_VOID(detail::codec::check_quantize_row("iq4_xs", src, qk_k, dst.size(), weights));
+  detail::codec::quantize_iq4_xs_at(active_simd_level(), src, dst, weights);
   return {};
 }
 
 /// Decodes src.size() blocks into dst (256 floats per block). Errors: size_mismatch.
 inline result<void> dequantize_iq4_xs(std::span<const block_iq4_xs> src, std::span<float> dst) {
-  SBGQ_TRY_VOID(detail::check_row_sizes("iq4_xs", dst.size(), qk_k, src.size(), "the output"));
-  detail::dequantize_iq4_xs_at(active_simd_level(), src, dst);
+  SBGQ_TRY_VOID(detail::codec::check_row_sizes("iq4_xs", dst.size(), qk_k, src.size(), "the output"));
+  detail::codec::dequantize_iq4_xs_at(active_simd_level(), src, dst);
   return {};
 }
 

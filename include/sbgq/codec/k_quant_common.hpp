@@ -21,7 +21,7 @@
 #include "common.hpp"
 
 SBGQ_BEGIN_NAMESPACE
-namespace detail {
+namespace detail::codec {
 
 /// Groups whose largest |x| is below this count as all-zero (algorithms doc 1.8).
 inline constexpr float group_max_eps = 1e-15f;
@@ -336,5 +336,5 @@ inline float sum_squares(const float* x, int n) noexcept {
   return s;
 }
 
-}  // namespace detail
+}  // namespace detail::codec
 SBGQ_END_NAMESPACE

@@ -41,7 +41,7 @@ inline void quantize_q2_k(std::span<const float> x, std::span<block_q2_k> y,
       float max_scale = 0.0f, max_min = 0.0f;
       for (int j = 0; j < 16; ++j) {
         for (int l = 0; l < 16; ++l) w16[l] = std::fabs(xb[16 * j + l]);
-        scales[j] = detail::make_qkx_quants(16, 3, xb + 16 * j, w16, L + 16 * j, &mins[j], Laux, -0.5f,
+        scales[j] = detail::codec::make_qkx_quants(16, 3, xb + 16 * j, w16, L + 16 * j, &mins[j], Laux, -0.5f,
                                             0.1f, 15, true);
         if (scales[j] > max_scale) max_scale = scales[j];
         if (mins[j] > max_min) max_min = mins[j];
@@ -50,7 +50,7 @@ inline void quantize_q2_k(std::span<const float> x, std::span<block_q2_k> y,
       if (max_scale > 0.0f) {
         const float iscale = 15.0f / max_scale;
         for (int j = 0; j < 16; ++j)
-          out.scales[j] = static_cast<std::uint8_t>(detail::nearest_int(iscale * scales[j]));
+          out.scales[j] = static_cast<std::uint8_t>(detail::codec::nearest_int(iscale * scales[j]));
         out.d = to_f16(max_scale / 15.0f);
       } else {
         for (int j = 0; j < 16; ++j) out.scales[j] = 0;
@@ -59,7 +59,7 @@ inline void quantize_q2_k(std::span<const float> x, std::span<block_q2_k> y,
       if (max_min > 0.0f) {
         const float iscale = 15.0f / max_min;
         for (int j = 0; j < 16; ++j)
-          out.scales[j] = static_cast<std::uint8_t>(out.scales[j] | (detail::nearest_int(iscale * mins[j]) << 4));
+          out.scales[j] = static_cast<std::uint8_t>(out.scales[j] | (detail::codec::nearest_int(iscale * mins[j]) << 4));
         out.dmin = to_f16(max_min / 15.0f);
       } else {
         out.dmin = to_f16(0.0f);
@@ -69,7 +69,7 @@ inline void quantize_q2_k(std::span<const float> x, std::span<block_q2_k> y,
       // qw * sqrtf(sigma2 + x^2); H3 with (-0.9, 0.05, 36) and squared error; then the
       // 4-bit scales and mins are fitted by H4 weighted by the sub-block weight sums.
       const float* qw = weights.data() + b * qk_k;
-      const float sigma2 = detail::sum_squares(xb, 256) / 256.0f;
+      const float sigma2 = detail::codec::sum_squares(xb, 256) / 256.0f;
       float sw[16];
       for (int j = 0; j < 16; ++j) {
         float sumw = 0.0f;
@@ -79,12 +79,12 @@ inline void quantize_q2_k(std::span<const float> x, std::span<block_q2_k> y,
           sumw += w16[l];
         }
         sw[j] = sumw;
-        scales[j] = detail::make_qkx_quants(16, 3, xb + 16 * j, w16, L + 16 * j, &mins[j], Laux, -0.9f,
+        scales[j] = detail::codec::make_qkx_quants(16, 3, xb + 16 * j, w16, L + 16 * j, &mins[j], Laux, -0.9f,
                                             0.05f, 36, false);
       }
       std::uint8_t Ls[16], Lm[16];
-      const float dm = detail::make_qp_quants(16, 15, scales, Ls, sw);
-      const float mm = detail::make_qp_quants(16, 15, mins, Lm, sw);
+      const float dm = detail::codec::make_qp_quants(16, 15, scales, Ls, sw);
+      const float mm = detail::codec::make_qp_quants(16, 15, mins, Lm, sw);
       out.d = to_f16(dm);
       out.dmin = to_f16(mm);
       for (int j = 0; j < 16; ++j) out.scales[j] = static_cast<std::uint8_t>(Ls[j] | (Lm[j] << 4));
@@ -97,7 +97,7 @@ inline void quantize_q2_k(std::span<const float> x, std::span<block_q2_k> y,
       if (dj == 0.0f) continue;
       const float m = M * static_cast<float>(out.scales[j] >> 4);
       for (int ii = 0; ii < 16; ++ii) {
-        const int l = detail::nearest_int((xb[16 * j + ii] + m) / dj);
+        const int l = detail::codec::nearest_int((xb[16 * j + ii] + m) / dj);
         L[16 * j + ii] = static_cast<std::uint8_t>(std::max(0, std::min(3, l)));
       }
     }
@@ -131,7 +131,7 @@ inline void dequantize_q2_k(std::span<const block_q2_k> x, std::span<float> y) n
 
 }  // namespace ref
 
-namespace detail {
+namespace detail::codec {
 // Level dispatch; see q4_k.hpp for how kernels are added.
 inline void quantize_q2_k_at(simd_level level, std::span<const float> x, std::span<block_q2_k> y,
                              std::span<const float> w) noexcept {
@@ -144,22 +144,22 @@ inline void dequantize_q2_k_at(simd_level level, std::span<const block_q2_k> x, 
     default: ref::dequantize_q2_k(x, y); break;
   }
 }
-}  // namespace detail
+}  // namespace detail::codec
 
 /// Quantizes one row of `src` (a multiple of 256 floats) into src.size()/256 blocks.
 /// `weights`: empty (llama.cpp without imatrix) or one importance value per column.
 /// Errors: size_mismatch; not_finite naming the column. Thread-safe.
 inline result<void> quantize_q2_k(std::span<const float> src, std::span<block_q2_k> dst,
                                   std::span<const float> weights = {}) {
-  SBGQ_TRY_VOID(detail::check_quantize_row("q2_K", src, qk_k, dst.size(), weights));
-  detail::quantize_q2_k_at(active_simd_level(), src, dst, weights);
+  SBGQ_TRY_VOID(detail::codec::check_quantize_row("q2_K", src, qk_k, dst.size(), weights));
+  detail::codec::quantize_q2_k_at(active_simd_level(), src, dst, weights);
   return {};
 }
 
 /// Decodes src.size() blocks into dst (256 floats per block). Errors: size_mismatch.
 inline result<void> dequantize_q2_k(std::span<const block_q2_k> src, std::span<float> dst) {
-  SBGQ_TRY_VOID(detail::check_row_sizes("q2_K", dst.size(), qk_k, src.size(), "the output"));
-  detail::dequantize_q2_k_at(active_simd_level(), src, dst);
+  SBGQ_TRY_VOID(detail::codec::check_row_sizes("q2_K", dst.size(), qk_k, src.size(), "the output"));
+  detail::codec::dequantize_q2_k_at(active_simd_level(), src, dst);
   return {};
 }
 

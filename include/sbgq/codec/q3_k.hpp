@@ -38,7 +38,7 @@ inline void quantize_q3_k(std::span<const float> x, std::span<block_q3_k> y,
       // 13.1 step 1: H2 per sub-block; keep the signed scale of largest magnitude.
       float max_scale = 0.0f, amax = 0.0f;
       for (int j = 0; j < 16; ++j) {
-        scales[j] = detail::make_q3_quants(16, 4, xb + 16 * j, L + 16 * j);
+        scales[j] = detail::codec::make_q3_quants(16, 4, xb + 16 * j, L + 16 * j);
         const float scale = std::fabs(scales[j]);
         if (scale > amax) {
           amax = scale;
@@ -51,9 +51,9 @@ inline void quantize_q3_k(std::span<const float> x, std::span<block_q3_k> y,
       if (max_scale != 0.0f) {
         const float iscale = -32.0f / max_scale;
         for (int j = 0; j < 16; ++j) {
-          const auto l8 = static_cast<std::int8_t>(detail::nearest_int(iscale * scales[j]));
+          const auto l8 = static_cast<std::int8_t>(detail::codec::nearest_int(iscale * scales[j]));
           const int S = std::max(-32, std::min(31, static_cast<int>(l8))) + 32;
-          detail::put_scale_q3_k(j, S, out.scales);
+          detail::codec::put_scale_q3_k(j, S, out.scales);
         }
         out.d = to_f16(1.0f / iscale);
       } else {
@@ -64,7 +64,7 @@ inline void quantize_q3_k(std::span<const float> x, std::span<block_q3_k> y,
       // sub-block (nmax 4); then H1 again (nmax 32) over the 16 scales, weighted by the
       // sub-block weight sums; its L is already biased by +32.
       const float* qw = weights.data() + b * qk_k;
-      const float sigma2 = 2.0f * detail::sum_squares(xb, 256) / 256.0f;
+      const float sigma2 = 2.0f * detail::codec::sum_squares(xb, 256) / 256.0f;
       float w16[16];
       float sw[16];
       for (int j = 0; j < 16; ++j) {
@@ -75,21 +75,21 @@ inline void quantize_q3_k(std::span<const float> x, std::span<block_q3_k> y,
           sumw += w16[l];
         }
         sw[j] = sumw;
-        scales[j] = detail::make_qx_quants(16, 4, xb + 16 * j, L + 16 * j, w16);
+        scales[j] = detail::codec::make_qx_quants(16, 4, xb + 16 * j, L + 16 * j, w16);
       }
       std::int8_t Ls[16];
-      const float d_block = detail::make_qx_quants(16, 32, scales, Ls, sw);
-      for (int j = 0; j < 16; ++j) detail::put_scale_q3_k(j, Ls[j], out.scales);
+      const float d_block = detail::codec::make_qx_quants(16, 32, scales, Ls, sw);
+      for (int j = 0; j < 16; ++j) detail::codec::put_scale_q3_k(j, Ls[j], out.scales);
       out.d = to_f16(d_block);
     }
     // 13.1 step 3: re-quantize against the decoded fp16 d (true division); a sub-block
     // with a zero decoded scale keeps its search L (+4 offset, or raw 0 if all-zero).
     const float D = to_f32(out.d);
     for (int j = 0; j < 16; ++j) {
-      const float dj = D * static_cast<float>(detail::get_scale_q3_k(j, out.scales) - 32);
+      const float dj = D * static_cast<float>(detail::codec::get_scale_q3_k(j, out.scales) - 32);
       if (dj == 0.0f) continue;
       for (int ii = 0; ii < 16; ++ii) {
-        const int l = detail::nearest_int(xb[16 * j + ii] / dj);
+        const int l = detail::codec::nearest_int(xb[16 * j + ii] / dj);
         L[16 * j + ii] = static_cast<std::int8_t>(std::max(-4, std::min(3, l)) + 4);
       }
     }
@@ -118,7 +118,7 @@ inline void dequantize_q3_k(std::span<const block_q3_k> x, std::span<float> y) n
   for (const block_q3_k& blk : x) {
     const float D = to_f32(blk.d);
     for (int j = 0; j < 16; ++j) {  // 16-weight sub-block j = i / 16
-      const float dl = D * static_cast<float>(detail::get_scale_q3_k(j, blk.scales) - 32);
+      const float dl = D * static_cast<float>(detail::codec::get_scale_q3_k(j, blk.scales) - 32);
       // low bits: bit pair (i % 128) / 32 of qs[32 * (i / 128) + i % 32];
       // high bit: bit i / 32 of hmask[i % 32]
       const std::uint8_t* q = blk.qs + 32 * (j / 8) + 16 * (j % 2);
@@ -135,7 +135,7 @@ inline void dequantize_q3_k(std::span<const block_q3_k> x, std::span<float> y) n
 
 }  // namespace ref
 
-namespace detail {
+namespace detail::codec {
 // Level dispatch; see q4_k.hpp for how kernels are added.
 inline void quantize_q3_k_at(simd_level level, std::span<const float> x, std::span<block_q3_k> y,
                              std::span<const float> w) noexcept {
@@ -148,22 +148,22 @@ inline void dequantize_q3_k_at(simd_level level, std::span<const block_q3_k> x, 
     default: ref::dequantize_q3_k(x, y); break;
   }
 }
-}  // namespace detail
+}  // namespace detail::codec
 
 /// Quantizes one row of `src` (a multiple of 256 floats) into src.size()/256 blocks.
 /// `weights`: empty (llama.cpp without imatrix) or one importance value per column.
 /// Errors: size_mismatch; not_finite naming the column. Thread-safe.
 inline result<void> quantize_q3_k(std::span<const float> src, std::span<block_q3_k> dst,
                                   std::span<const float> weights = {}) {
-  SBGQ_TRY_VOID(detail::check_quantize_row("q3_K", src, qk_k, dst.size(), weights));
-  detail::quantize_q3_k_at(active_simd_level(), src, dst, weights);
+  SBGQ_TRY_VOID(detail::codec::check_quantize_row("q3_K", src, qk_k, dst.size(), weights));
+  detail::codec::quantize_q3_k_at(active_simd_level(), src, dst, weights);
   return {};
 }
 
 /// Decodes src.size() blocks into dst (256 floats per block). Errors: size_mismatch.
 inline result<void> dequantize_q3_k(std::span<const block_q3_k> src, std::span<float> dst) {
-  SBGQ_TRY_VOID(detail::check_row_sizes("q3_K", dst.size(), qk_k, src.size(), "the output"));
-  detail::dequantize_q3_k_at(active_simd_level(), src, dst);
+  SBGQ_TRY_VOID(detail::codec::check_row_sizes("q3_K", dst.size(), qk_k, src.size(), "the output"));
+  detail::codec::dequantize_q3_k_at(active_simd_level(), src, dst);
   return {};
 }
 

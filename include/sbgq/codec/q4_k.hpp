@@ -25,7 +25,7 @@
 
 SBGQ_BEGIN_NAMESPACE
 
-namespace detail {
+namespace detail::codec {
 
 /// Q4_K and Q5_K share everything but the quant width: the per-sub-block search (H3),
 /// the 6-bit scale/min coding and the final re-quantization against the decoded fp16
@@ -110,7 +110,7 @@ inline void quantize_k_scale_min_superblock(const float* x, const float* qw, int
   }
 }
 
-}  // namespace detail
+}  // namespace detail::codec
 
 namespace ref {
 
@@ -126,7 +126,7 @@ inline void quantize_q4_k(std::span<const float> x, std::span<block_q4_k> y,
     const float* qw = weights.empty() ? nullptr : weights.data() + b * qk_k;
     block_q4_k& out = y[b];
     f16 d, dmin;  // locals: a reference to a member of a packed block may be misaligned
-    detail::quantize_k_scale_min_superblock(xb, qw, 15, -1.0f, 20, L, out.scales, d, dmin);
+    detail::codec::quantize_k_scale_min_superblock(xb, qw, 15, -1.0f, 20, L, out.scales, d, dmin);
     out.d = d;
     out.dmin = dmin;
     // Blocks doc 3.2: chunk c of 64 weights -> qs[32c + l] = L[64c + l] | L[64c + 32 + l] << 4.
@@ -144,9 +144,9 @@ inline void dequantize_q4_k(std::span<const block_q4_k> x, std::span<float> y) n
     const float D = to_f32(blk.d), M = to_f32(blk.dmin);
     for (int c = 0; c < 4; ++c) {
       std::uint8_t sc = 0, m = 0;
-      detail::get_scale_min_k4(2 * c, blk.scales, sc, m);
+      detail::codec::get_scale_min_k4(2 * c, blk.scales, sc, m);
       const float d1 = D * static_cast<float>(sc), m1 = M * static_cast<float>(m);
-      detail::get_scale_min_k4(2 * c + 1, blk.scales, sc, m);
+      detail::codec::get_scale_min_k4(2 * c + 1, blk.scales, sc, m);
       const float d2 = D * static_cast<float>(sc), m2 = M * static_cast<float>(m);
       const std::uint8_t* q = blk.qs + 32 * c;
       for (int l = 0; l < 32; ++l) *out++ = d1 * static_cast<float>(q[l] & 0xF) - m1;
@@ -157,7 +157,7 @@ inline void dequantize_q4_k(std::span<const block_q4_k> x, std::span<float> y) n
 
 }  // namespace ref
 
-namespace detail {
+namespace detail::codec {
 // Level dispatch. Kernels in kernels/<target>/q4_k.hpp (namespaces sbgq::avx2 /
 // sbgq::avx512, same names and signatures as ref) are wired in by including them above
 // and adding a case; the public API does not change.
@@ -172,22 +172,22 @@ inline void dequantize_q4_k_at(simd_level level, std::span<const block_q4_k> x, 
     default: ref::dequantize_q4_k(x, y); break;
   }
 }
-}  // namespace detail
+}  // namespace detail::codec
 
 /// Quantizes one row of `src` (a multiple of 256 floats) into src.size()/256 blocks.
 /// `weights`: empty (llama.cpp without imatrix) or one importance value per column.
 /// Errors: size_mismatch; not_finite naming the column. Thread-safe.
 inline result<void> quantize_q4_k(std::span<const float> src, std::span<block_q4_k> dst,
                                   std::span<const float> weights = {}) {
-  SBGQ_TRY_VOID(detail::check_quantize_row("q4_K", src, qk_k, dst.size(), weights));
-  detail::quantize_q4_k_at(active_simd_level(), src, dst, weights);
+  SBGQ_TRY_VOID(detail::codec::check_quantize_row("q4_K", src, qk_k, dst.size(), weights));
+  detail::codec::quantize_q4_k_at(active_simd_level(), src, dst, weights);
   return {};
 }
 
 /// Decodes src.size() blocks into dst (256 floats per block). Errors: size_mismatch.
 inline result<void> dequantize_q4_k(std::span<const block_q4_k> src, std::span<float> dst) {
-  SBGQ_TRY_VOID(detail::check_row_sizes("q4_K", dst.size(), qk_k, src.size(), "the output"));
-  detail::dequantize_q4_k_at(active_simd_level(), src, dst);
+  SBGQ_TRY_VOID(detail::codec::check_row_sizes("q4_K", dst.size(), qk_k, src.size(), "the output"));
+  detail::codec::dequantize_q4_k_at(active_simd_level(), src, dst);
   return {};
 }
 

@@ -35,7 +35,7 @@ inline void quantize_q5_k(std::span<const float> x, std::span<block_q5_k> y,
     const float* qw = weights.empty() ? nullptr : weights.data() + b * qk_k;
     block_q5_k& out = y[b];
     f16 d, dmin;  // locals: a reference to a member of a packed block may be misaligned
-    detail::quantize_k_scale_min_superblock(xb, qw, 31, -0.5f, 15, L, out.scales, d, dmin);
+    detail::codec::quantize_k_scale_min_superblock(xb, qw, 31, -0.5f, 15, L, out.scales, d, dmin);
     out.d = d;
     out.dmin = dmin;
     // Blocks doc 4: the low nibbles as Q4_K; for chunk c the fifth bit of the low-half
@@ -66,9 +66,9 @@ inline void dequantize_q5_k(std::span<const block_q5_k> x, std::span<float> y) n
     const float D = to_f32(blk.d), M = to_f32(blk.dmin);
     for (int c = 0; c < 4; ++c) {
       std::uint8_t sc = 0, m = 0;
-      detail::get_scale_min_k4(2 * c, blk.scales, sc, m);
+      detail::codec::get_scale_min_k4(2 * c, blk.scales, sc, m);
       const float d1 = D * static_cast<float>(sc), m1 = M * static_cast<float>(m);
-      detail::get_scale_min_k4(2 * c + 1, blk.scales, sc, m);
+      detail::codec::get_scale_min_k4(2 * c + 1, blk.scales, sc, m);
       const float d2 = D * static_cast<float>(sc), m2 = M * static_cast<float>(m);
       const std::uint8_t* q = blk.qs + 32 * c;
       for (int l = 0; l < 32; ++l) {
@@ -85,7 +85,7 @@ inline void dequantize_q5_k(std::span<const block_q5_k> x, std::span<float> y) n
 
 }  // namespace ref
 
-namespace detail {
+namespace detail::codec {
 // Level dispatch; see q4_k.hpp for how kernels are added.
 inline void quantize_q5_k_at(simd_level level, std::span<const float> x, std::span<block_q5_k> y,
                              std::span<const float> w) noexcept {
@@ -98,22 +98,22 @@ inline void dequantize_q5_k_at(simd_level level, std::span<const block_q5_k> x, 
     default: ref::dequantize_q5_k(x, y); break;
   }
 }
-}  // namespace detail
+}  // namespace detail::codec
 
 /// Quantizes one row of `src` (a multiple of 256 floats) into src.size()/256 blocks.
 /// `weights`: empty (llama.cpp without imatrix) or one importance value per column.
 /// Errors: size_mismatch; not_finite naming the column. Thread-safe.
 inline result<void> quantize_q5_k(std::span<const float> src, std::span<block_q5_k> dst,
                                   std::span<const float> weights = {}) {
-  SBGQ_TRY_VOID(detail::check_quantize_row("q5_K", src, qk_k, dst.size(), weights));
-  detail::quantize_q5_k_at(active_simd_level(), src, dst, weights);
+  SBGQ_TRY_VOID(detail::codec::check_quantize_row("q5_K", src, qk_k, dst.size(), weights));
+  detail::codec::quantize_q5_k_at(active_simd_level(), src, dst, weights);
   return {};
 }
 
 /// Decodes src.size() blocks into dst (256 floats per block). Errors: size_mismatch.
 inline result<void> dequantize_q5_k(std::span<const block_q5_k> src, std::span<float> dst) {
-  SBGQ_TRY_VOID(detail::check_row_sizes("q5_K", dst.size(), qk_k, src.size(), "the output"));
-  detail::dequantize_q5_k_at(active_simd_level(), src, dst);
+  SBGQ_TRY_VOID(detail::codec::check_row_sizes("q5_K", dst.size(), qk_k, src.size(), "the output"));
+  detail::codec::dequantize_q5_k_at(active_simd_level(), src, dst);
   return {};
 }
 

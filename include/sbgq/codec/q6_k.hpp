@@ -40,7 +40,7 @@ inline void quantize_q6_k(std::span<const float> x, std::span<block_q6_k> y,
     //    with the largest magnitude (strict >, first wins).
     float max_scale = 0.0f, max_abs_scale = 0.0f;
     for (int ib = 0; ib < 16; ++ib) {
-      scales[ib] = detail::make_qx_quants(16, 32, xb + 16 * ib, L + 16 * ib, qw ? qw + 16 * ib : nullptr);
+      scales[ib] = detail::codec::make_qx_quants(16, 32, xb + 16 * ib, L + 16 * ib, qw ? qw + 16 * ib : nullptr);
       const float abs_scale = std::fabs(scales[ib]);
       if (abs_scale > max_abs_scale) {
         max_abs_scale = abs_scale;
@@ -48,7 +48,7 @@ inline void quantize_q6_k(std::span<const float> x, std::span<block_q6_k> y,
       }
     }
     // 2. An all-zero super-block is 210 zero bytes.
-    if (max_abs_scale < detail::group_max_eps) {
+    if (max_abs_scale < detail::codec::group_max_eps) {
       out = block_q6_k{};
       continue;
     }
@@ -57,7 +57,7 @@ inline void quantize_q6_k(std::span<const float> x, std::span<block_q6_k> y,
     const float iscale = -128.0f / max_scale;
     out.d = to_f16(1.0f / iscale);
     for (int ib = 0; ib < 16; ++ib)
-      out.scales[ib] = static_cast<std::int8_t>(std::min(127, detail::nearest_int(iscale * scales[ib])));
+      out.scales[ib] = static_cast<std::int8_t>(std::min(127, detail::codec::nearest_int(iscale * scales[ib])));
     // 4. Re-quantize against the decoded fp16 d (true division); a sub-block with a zero
     //    decoded scale keeps H1's L.
     const float D = to_f32(out.d);
@@ -65,7 +65,7 @@ inline void quantize_q6_k(std::span<const float> x, std::span<block_q6_k> y,
       const float dd = D * static_cast<float>(out.scales[j]);
       if (dd == 0.0f) continue;
       for (int ii = 0; ii < 16; ++ii) {
-        const int l = detail::nearest_int(xb[16 * j + ii] / dd);
+        const int l = detail::codec::nearest_int(xb[16 * j + ii] / dd);
         L[16 * j + ii] = static_cast<std::int8_t>(std::max(-32, std::min(31, l)) + 32);
       }
     }
@@ -112,7 +112,7 @@ inline void dequantize_q6_k(std::span<const block_q6_k> x, std::span<float> y) n
 
 }  // namespace ref
 
-namespace detail {
+namespace detail::codec {
 // Level dispatch; see q4_k.hpp for how kernels are added.
 inline void quantize_q6_k_at(simd_level level, std::span<const float> x, std::span<block_q6_k> y,
                              std::span<const float> w) noexcept {
@@ -125,22 +125,22 @@ inline void dequantize_q6_k_at(simd_level level, std::span<const block_q6_k> x, 
     default: ref::dequantize_q6_k(x, y); break;
   }
 }
-}  // namespace detail
+}  // namespace detail::codec
 
 /// Quantizes one row of `src` (a multiple of 256 floats) into src.size()/256 blocks.
 /// `weights`: empty (llama.cpp without imatrix) or one importance value per column.
 /// Errors: size_mismatch; not_finite naming the column. Thread-safe.
 inline result<void> quantize_q6_k(std::span<const float> src, std::span<block_q6_k> dst,
                                   std::span<const float> weights = {}) {
-  SBGQ_TRY_VOID(detail::check_quantize_row("q6_K", src, qk_k, dst.size(), weights));
-  detail::quantize_q6_k_at(active_simd_level(), src, dst, weights);
+  SBGQ_TRY_VOID(detail::codec::check_quantize_row("q6_K", src, qk_k, dst.size(), weights));
+  detail::codec::quantize_q6_k_at(active_simd_level(), src, dst, weights);
   return {};
 }
 
 /// Decodes src.size() blocks into dst (256 floats per block). Errors: size_mismatch.
 inline result<void> dequantize_q6_k(std::span<const block_q6_k> src, std::span<float> dst) {
-  SBGQ_TRY_VOID(detail::check_row_sizes("q6_K", dst.size(), qk_k, src.size(), "the output"));
-  detail::dequantize_q6_k_at(active_simd_level(), src, dst);
+  SBGQ_TRY_VOID(detail::codec::check_row_sizes("q6_K", dst.size(), qk_k, src.size(), "the output"));
+  detail::codec::dequantize_q6_k_at(active_simd_level(), src, dst);
   return {};
 }
 

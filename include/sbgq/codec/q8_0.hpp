@@ -60,7 +60,7 @@ inline void dequantize_q8_0(std::span<const block_q8_0> x, std::span<float> y) n
 
 }  // namespace ref
 
-namespace detail {
+namespace detail::codec {
 // Level dispatch, once per row. An AVX2 / AVX-512 kernel in kernels/<target>/q8_0.hpp
 // (namespace sbgq::avx2 / sbgq::avx512, same function names and signatures as ref) is
 // wired in by adding its include above and a case here; the public API is unchanged.
@@ -75,7 +75,7 @@ inline void dequantize_q8_0_at(simd_level level, std::span<const block_q8_0> x, 
     default: ref::dequantize_q8_0(x, y); break;
   }
 }
-}  // namespace detail
+}  // namespace detail::codec
 
 /// Quantizes one row of `src` (a multiple of 32 floats) into src.size()/32 blocks.
 /// `weights` (empty, or one per column) is checked but ignored: Q8_0 has no weighted
@@ -83,15 +83,15 @@ inline void dequantize_q8_0_at(simd_level level, std::span<const block_q8_0> x, 
 /// Thread-safe (no shared state).
 inline result<void> quantize_q8_0(std::span<const float> src, std::span<block_q8_0> dst,
                                   std::span<const float> weights = {}) {
-  SBGQ_TRY_VOID(detail::check_quantize_row("q8_0", src, block_q8_0::values, dst.size(), weights));
-  detail::quantize_q8_0_at(active_simd_level(), src, dst, weights);
+  SBGQ_TRY_VOID(detail::codec::check_quantize_row("q8_0", src, block_q8_0::values, dst.size(), weights));
+  detail::codec::quantize_q8_0_at(active_simd_level(), src, dst, weights);
   return {};
 }
 
 /// Decodes src.size() blocks into dst (32 floats per block). Errors: size_mismatch.
 inline result<void> dequantize_q8_0(std::span<const block_q8_0> src, std::span<float> dst) {
-  SBGQ_TRY_VOID(detail::check_row_sizes("q8_0", dst.size(), block_q8_0::values, src.size(), "the output"));
-  detail::dequantize_q8_0_at(active_simd_level(), src, dst);
+  SBGQ_TRY_VOID(detail::codec::check_row_sizes("q8_0", dst.size(), block_q8_0::values, src.size(), "the output"));
+  detail::codec::dequantize_q8_0_at(active_simd_level(), src, dst);
   return {};
 }
 

@@ -49,7 +49,7 @@ inline void quantize_q8_k(std::span<const float> x, std::span<block_q8_k> y,
     }
     const float iscale = -127.0f / max;
     for (int j = 0; j < 256; ++j)
-      out.qs[j] = static_cast<std::int8_t>(std::min(127, detail::nearest_int(iscale * xb[j])));
+      out.qs[j] = static_cast<std::int8_t>(std::min(127, detail::codec::nearest_int(iscale * xb[j])));
     for (int j = 0; j < 16; ++j) {
       int sum = 0;
       for (int ii = 0; ii < 16; ++ii) sum += out.qs[16 * j + ii];
@@ -70,7 +70,7 @@ inline void dequantize_q8_k(std::span<const block_q8_k> x, std::span<float> y) n
 
 }  // namespace ref
 
-namespace detail {
+namespace detail::codec {
 // Level dispatch; see q4_k.hpp for how kernels are added.
 inline void quantize_q8_k_at(simd_level level, std::span<const float> x, std::span<block_q8_k> y,
                              std::span<const float> w) noexcept {
@@ -83,21 +83,21 @@ inline void dequantize_q8_k_at(simd_level level, std::span<const block_q8_k> x, 
     default: ref::dequantize_q8_k(x, y); break;
   }
 }
-}  // namespace detail
+}  // namespace detail::codec
 
 /// Quantizes one row of `src` (a multiple of 256 floats) into src.size()/256 blocks;
 /// `weights` is checked and ignored. Errors: size_mismatch; not_finite. Thread-safe.
 inline result<void> quantize_q8_k(std::span<const float> src, std::span<block_q8_k> dst,
                                   std::span<const float> weights = {}) {
-  SBGQ_TRY_VOID(detail::check_quantize_row("q8_K", src, qk_k, dst.size(), weights));
-  detail::quantize_q8_k_at(active_simd_level(), src, dst, weights);
+  SBGQ_TRY_VOID(detail::codec::check_quantize_row("q8_K", src, qk_k, dst.size(), weights));
+  detail::codec::quantize_q8_k_at(active_simd_level(), src, dst, weights);
   return {};
 }
 
 /// Decodes src.size() blocks into dst (256 floats per block). Errors: size_mismatch.
 inline result<void> dequantize_q8_k(std::span<const block_q8_k> src, std::span<float> dst) {
-  SBGQ_TRY_VOID(detail::check_row_sizes("q8_K", dst.size(), qk_k, src.size(), "the output"));
-  detail::dequantize_q8_k_at(active_simd_level(), src, dst);
+  SBGQ_TRY_VOID(detail::codec::check_row_sizes("q8_K", dst.size(), qk_k, src.size(), "the output"));
+  detail::codec::dequantize_q8_k_at(active_simd_level(), src, dst);
   return {};
 }
 

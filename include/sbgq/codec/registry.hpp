@@ -47,7 +47,7 @@ struct codec_traits {
   constexpr std::size_t row_bytes(std::size_t n) const noexcept { return n / block_values * block_bytes; }
 };
 
-namespace detail {
+namespace detail::codec {
 
 template <class Block, void (*Quant)(simd_level, std::span<const float>, std::span<Block>, std::span<const float>)>
 void erased_quantize(simd_level level, const float* src, std::byte* dst, std::size_t n, const float* w) {
@@ -125,23 +125,23 @@ inline constexpr codec_traits codec_table[] = {
     make_codec<block_iq4_xs, quantize_iq4_xs_at, dequantize_iq4_xs_at>(ggml_type::iq4_xs, true),
 };
 
-}  // namespace detail
+}  // namespace detail::codec
 
 /// The codec of a ggml_type, or null if sbgq cannot write it. Q8_K is included (it is a
 /// valid codec) although it never appears in GGUF files.
 constexpr const codec_traits* find_codec(ggml_type t) noexcept {
-  for (const codec_traits& c : detail::codec_table)
+  for (const codec_traits& c : detail::codec::codec_table)
     if (c.type == t) return &c;
   return nullptr;
 }
 
 /// Every supported codec, plain types first.
-constexpr std::span<const codec_traits> all_codecs() noexcept { return detail::codec_table; }
+constexpr std::span<const codec_traits> all_codecs() noexcept { return detail::codec::codec_table; }
 
 // The table agrees with ggml's type sizes (ggml_types.hpp, itself checked against the
 // oracle).
 static_assert([] {
-  for (const codec_traits& c : detail::codec_table)
+  for (const codec_traits& c : detail::codec::codec_table)
     if (c.block_values != block_size(c.type) || c.block_bytes != type_size(c.type)) return false;
   return true;
 }());

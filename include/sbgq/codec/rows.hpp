@@ -31,7 +31,7 @@
 
 SBGQ_BEGIN_NAMESPACE
 
-namespace detail {
+namespace detail::codec {
 
 /// Looks up the codec and checks n_per_row and the byte size of nrows rows.
 inline result<const codec_traits*> check_rows(ggml_type type, std::size_t nrows, std::size_t n_per_row,
@@ -68,7 +68,7 @@ constexpr std::size_t rows_grain(std::size_t n_per_row) noexcept {
   return n_per_row == 0 ? 1 : std::max<std::size_t>(1, (std::size_t{1} << 16) / n_per_row);
 }
 
-}  // namespace detail
+}  // namespace detail::codec
 
 /// Quantizes `nrows` contiguous rows of `n_per_row` floats at `src` into `dst`
 /// (nrows * row_size(type, n_per_row) bytes, any alignment), like llama.cpp's
@@ -85,18 +85,18 @@ constexpr std::size_t rows_grain(std::size_t n_per_row) noexcept {
 inline result<void> quantize_rows(ggml_type type, const float* src, std::size_t nrows, std::size_t n_per_row,
                                   const float* weights, std::span<std::byte> dst, int n_threads = 1) {
   SBGQ_TRY(const codec_traits* c,
-           detail::check_rows(type, nrows, n_per_row, nrows * n_per_row, dst.size(), "the input", "the output"));
+           detail::codec::check_rows(type, nrows, n_per_row, nrows * n_per_row, dst.size(), "the input", "the output"));
   if (nrows == 0) return {};
-  if (weights) SBGQ_TRY_VOID(detail::check_weights(c->name, std::span<const float>(weights, n_per_row), n_per_row));
+  if (weights) SBGQ_TRY_VOID(detail::codec::check_weights(c->name, std::span<const float>(weights, n_per_row), n_per_row));
   const float* w = c->uses_weights ? weights : nullptr;
   const simd_level level = active_simd_level();
   const std::size_t row_bytes = c->row_bytes(n_per_row);
   constexpr std::size_t none = std::numeric_limits<std::size_t>::max();
   std::atomic<std::size_t> first_bad{none};
-  parallel_for(nrows, detail::rows_grain(n_per_row), n_threads, [&](std::size_t r0, std::size_t r1) {
+  parallel_for(nrows, detail::codec::rows_grain(n_per_row), n_threads, [&](std::size_t r0, std::size_t r1) {
     for (std::size_t r = r0; r < r1; ++r) {
       const float* row = src + r * n_per_row;
-      if (!detail::check_finite(c->name, std::span<const float>(row, n_per_row), r, "the input").has_value()) {
+      if (!detail::codec::check_finite(c->name, std::span<const float>(row, n_per_row), r, "the input").has_value()) {
         std::size_t cur = first_bad.load();
         while (r < cur && !first_bad.compare_exchange_weak(cur, r)) {
         }
@@ -107,7 +107,7 @@ inline result<void> quantize_rows(ggml_type type, const float* src, std::size_t 
   });
   const std::size_t bad = first_bad.load();
   if (bad != none)
-    return detail::check_finite(c->name, std::span<const float>(src + bad * n_per_row, n_per_row), bad, "the input");
+    return detail::codec::check_finite(c->name, std::span<const float>(src + bad * n_per_row, n_per_row), bad, "the input");
   return {};
 }
 
@@ -117,11 +117,11 @@ inline result<void> quantize_rows(ggml_type type, const float* src, std::size_t 
 inline result<void> dequantize_rows(ggml_type type, std::span<const std::byte> src, std::size_t nrows,
                                     std::size_t n_per_row, std::span<float> dst, int n_threads = 1) {
   SBGQ_TRY(const codec_traits* c,
-           detail::check_rows(type, nrows, n_per_row, dst.size(), src.size(), "the output", "the input"));
+           detail::codec::check_rows(type, nrows, n_per_row, dst.size(), src.size(), "the output", "the input"));
   if (nrows == 0) return {};
   const simd_level level = active_simd_level();
   const std::size_t row_bytes = c->row_bytes(n_per_row);
-  parallel_for(nrows, detail::rows_grain(n_per_row), n_threads, [&](std::size_t r0, std::size_t r1) {
+  parallel_for(nrows, detail::codec::rows_grain(n_per_row), n_threads, [&](std::size_t r0, std::size_t r1) {
     for (std::size_t r = r0; r < r1; ++r)
       c->dequantize_row(level, src.data() + r * row_bytes, dst.data() + r * n_per_row, n_per_row);
   });

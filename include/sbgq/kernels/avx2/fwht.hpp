@@ -267,6 +267,9 @@ inline void hadamard_mix(T* x, std::size_t m, std::size_t stride, std::size_t co
   const std::size_t g = m / 4;
   const bool scaled = scale != T(1);
   const vec s = V::set1(scale);
+  // The combinations are stored and reloaded once per output row: keep them 64-byte
+  // aligned (loads split across cache lines made this step up to 1.8x slower).
+  work = reinterpret_cast<T*>((reinterpret_cast<std::uintptr_t>(work) + 63) & ~std::uintptr_t{63});
   for (std::size_t b = 0; b < count; b += C) {
     // Signed sums of each group of four rows: c[idx] = ((u0 +- u1) +- u2) +- u3 with the
     // signs in idx bits 0..2 (set = minus); c[8 + idx] = -c[idx]. Entry k of group t is
@@ -313,7 +316,7 @@ inline void hadamard_mix(T* x, std::size_t m, std::size_t stride, std::size_t co
 /// Values of scratch hadamard_mix needs for order m.
 template <class T>
 inline constexpr std::size_t mix_work_size(std::size_t m) {
-  return 4 * m * mix_columns<T>;
+  return 4 * m * mix_columns<T> + 64 / sizeof(T);  // + room to align to 64 bytes
 }
 
 /// Lanes per vector for T (hadamard_mix needs p % lanes == 0).

@@ -75,15 +75,24 @@ inline double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
-/// Progress on stderr: rewrites one line on a terminal, prints plain lines otherwise.
+/// Progress on stderr: rewrites one line on a terminal; otherwise prints plain lines, at
+/// most one every `interval` seconds (plus any line marked final), so logs stay short.
 class progress {
  public:
-  progress() : tty_(::isatty(2) != 0), t0_(std::chrono::steady_clock::now()) {}
-  void line(const std::string& text) {
-    if (tty_) std::fprintf(stderr, "\r\033[K%s", text.c_str());
-    else std::fprintf(stderr, "%s\n", text.c_str());
+  explicit progress(double interval = 5.0)
+      : tty_(::isatty(2) != 0), interval_(interval), t0_(std::chrono::steady_clock::now()) {}
+  void line(const std::string& text, bool final = false) {
+    if (tty_) {
+      std::fprintf(stderr, "\r\033[K%s", text.c_str());
+      dirty_ = true;
+    } else {
+      const double now = elapsed();
+      if (!final && printed_ && now - last_ < interval_) return;
+      std::fprintf(stderr, "%s\n", text.c_str());
+      last_ = now;
+      printed_ = true;
+    }
     std::fflush(stderr);
-    dirty_ = tty_;
   }
   void done() {
     if (dirty_) std::fprintf(stderr, "\n");
@@ -94,7 +103,10 @@ class progress {
 
  private:
   bool tty_;
+  double interval_;
   bool dirty_ = false;
+  bool printed_ = false;
+  double last_ = 0;
   std::chrono::steady_clock::time_point t0_;
 };
 

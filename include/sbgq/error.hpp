@@ -196,6 +196,9 @@ class [[nodiscard]] result<void> {
   auto tmp = (expr);                                \
   if (!tmp.has_value()) return std::move(tmp).error(); \
   decl = std::move(*tmp)
-#define SBGQ_TRY(decl, expr) SBGQ_TRY_IMPL(SBGQ_CONCAT(sbgq_try_, __LINE__), decl, expr)
+// SBGQ_TRY expands to several statements: brace it under an if. The temporary's name
+// comes from __COUNTER__, so two SBGQ_TRY on one line do not collide.
+#define SBGQ_TRY_NAMED(n, decl, expr) SBGQ_TRY_IMPL(SBGQ_CONCAT(sbgq_try_, n), decl, expr)
+#define SBGQ_TRY(decl, expr) SBGQ_TRY_NAMED(__COUNTER__, decl, expr)
 
 SBGQ_END_NAMESPACE

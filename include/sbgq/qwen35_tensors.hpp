@@ -168,14 +168,18 @@ constexpr std::int64_t v_head_gguf_index(std::int64_t j, std::int64_t n_k_heads,
 
 /// Applies `plan.transform` to HF values (f32, PyTorch row-major order of plan.hf_shape),
 /// writing GGUF values (same element count, GGUF order) to `out`. `in` and `out` must not
-/// overlap. Thread-safe.
+/// overlap. `reorder_v_heads = false` leaves value heads in HF order: that file is wrong
+/// for llama.cpp whenever H_k != H_v, and exists only as a negative control for tests.
+/// Thread-safe.
 inline result<void> apply_tensor_transform(const tensor_plan& plan, const qwen35_config& c,
-                                           std::span<const float> in, std::span<float> out) {
+                                           std::span<const float> in, std::span<float> out,
+                                           bool reorder_v_heads = true) {
   const auto n = static_cast<std::size_t>(plan.numel());
   if (in.size() != n || out.size() != n)
     return error(error_code::size_mismatch, "convert",
                  plan.gguf_name + ": expected " + std::to_string(n) + " values, got " + std::to_string(in.size()));
-  const std::int64_t Hk = c.linear_num_key_heads, Hv = c.linear_num_value_heads;
+  const std::int64_t Hk = reorder_v_heads ? c.linear_num_key_heads : c.linear_num_value_heads;
+  const std::int64_t Hv = c.linear_num_value_heads;
   const std::int64_t s = plan.reorder_block;
   switch (plan.transform) {
     case tensor_transform::none:
@@ -195,7 +199,7 @@ inline result<void> apply_tensor_transform(const tensor_plan& plan, const qwen35
                                        ? plan.numel() / c.linear_conv_dim()
                                        : (plan.hf_shape.size() > 1 ? plan.numel() / plan.hf_shape[0] : 1);
       const std::int64_t first = plan.transform == tensor_transform::reorder_v_rows
-                                     ? 2 * Hk * c.linear_key_head_dim : 0;
+                                     ? 2 * c.linear_num_key_heads * c.linear_key_head_dim : 0;
       std::copy(in.begin(), in.end(), out.begin());
       for (std::int64_t j = 0; j < Hv; ++j) {
         const std::int64_t jg = v_head_gguf_index(j, Hk, Hv);

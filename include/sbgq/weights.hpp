@@ -1,0 +1,168 @@
+// Weight providers for the forward pass: a GGUF file of any supported tensor type
+// (dequantized on the fly) or an HF safetensors checkpoint (converted on the fly with the
+// converter's transforms). Both load one layer at a time, so a caller that drops a layer's
+// weights after running it needs the memory of one layer, not of the model.
+//
+// Both hand out weights in the forward pass's convention (GGUF names, gains, tiled
+// V heads), so the same evaluation code runs on the base model and on quantized files.
+#pragma once
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "base.hpp"
+#include "codec/rows.hpp"
+#include "convert.hpp"
+#include "error.hpp"
+#include "forward.hpp"
+#include "gguf.hpp"
+#include "model_config.hpp"
+#include "qwen35_tensors.hpp"
+#include "safetensors.hpp"
+
+SBGQ_BEGIN_NAMESPACE
+
+namespace detail {
+
+/// f32 values of a tensor by GGUF name, with its ne (ne[0] fastest).
+struct named_values {
+  std::vector<float> values;
+  std::vector<std::int64_t> ne;
+};
+using value_getter = std::function<result<named_values>(const std::string& gguf_name)>;
+
+inline result<matrix_f32> as_matrix(const value_getter& get, const std::string& name) {
+  SBGQ_TRY(named_values v, get(name));
+  if (v.ne.size() != 2)
+    return error(error_code::bad_shape, "weights", "tensor '" + name + "' has " + std::to_string(v.ne.size()) + " dimensions, expected 2");
+  return matrix_f32(Eigen::Map<const matrix_f32>(v.values.data(), v.ne[1], v.ne[0]));
+}
+inline result<vector_f32> as_vector(const value_getter& get, const std::string& name) {
+  SBGQ_TRY(named_values v, get(name));
+  return vector_f32(Eigen::Map<const vector_f32>(v.values.data(), static_cast<Eigen::Index>(v.values.size())));
+}
+
+/// Fills the weights of layer l (of kind `kind`) from a getter.
+inline result<layer_weights> load_layer_with(const value_getter& get, layer_kind kind, int l) {
+  const std::string b = "blk." + std::to_string(l) + ".";
+  layer_weights w;
+  w.kind = kind;
+  SBGQ_TRY(w.attn_norm, as_vector(get, b + "attn_norm.weight"));
+  SBGQ_TRY(w.post_attention_norm, as_vector(get, b + "post_attention_norm.weight"));
+  SBGQ_TRY(w.ffn_gate, as_matrix(get, b + "ffn_gate.weight"));
+  SBGQ_TRY(w.ffn_up, as_matrix(get, b + "ffn_up.weight"));
+  SBGQ_TRY(w.ffn_down, as_matrix(get, b + "ffn_down.weight"));
+  if (kind == layer_kind::linear_attention) {
+    SBGQ_TRY(w.attn_qkv, as_matrix(get, b + "attn_qkv.weight"));
+    SBGQ_TRY(w.attn_gate, as_matrix(get, b + "attn_gate.weight"));
+    SBGQ_TRY(w.ssm_beta, as_matrix(get, b + "ssm_beta.weight"));
+    SBGQ_TRY(w.ssm_alpha, as_matrix(get, b + "ssm_alpha.weight"));
+    SBGQ_TRY(w.ssm_conv1d, as_matrix(get, b + "ssm_conv1d.weight"));
+    SBGQ_TRY(w.ssm_a, as_vector(get, b + "ssm_a"));
+    SBGQ_TRY(w.ssm_dt_bias, as_vector(get, b + "ssm_dt.bias"));
+    SBGQ_TRY(w.ssm_norm, as_vector(get, b + "ssm_norm.weight"));
+    SBGQ_TRY(w.ssm_out, as_matrix(get, b + "ssm_out.weight"));
+  } else {
+    SBGQ_TRY(w.attn_q, as_matrix(get, b + "attn_q.weight"));
+    SBGQ_TRY(w.attn_k, as_matrix(get, b + "attn_k.weight"));
+    SBGQ_TRY(w.attn_v, as_matrix(get, b + "attn_v.weight"));
+    SBGQ_TRY(w.attn_output, as_matrix(get, b + "attn_output.weight"));
+    SBGQ_TRY(w.attn_q_norm, as_vector(get, b + "attn_q_norm.weight"));
+    SBGQ_TRY(w.attn_k_norm, as_vector(get, b + "attn_k_norm.weight"));
+  }
+  return w;
+}
+
+inline result<global_weights> load_globals_with(const value_getter& get, bool has_output) {
+  global_weights g;
+  SBGQ_TRY(g.token_embd, as_matrix(get, "token_embd.weight"));
+  SBGQ_TRY(g.output_norm, as_vector(get, "output_norm.weight"));
+  if (has_output) {
+    SBGQ_TRY(g.output, as_matrix(get, "output.weight"));
+  }
+  return g;
+}
+
+}  // namespace detail
+
+/// Weights from a GGUF file (F32, F16, BF16 or any codec sbgq reads), dequantized per
+/// tensor on demand. The file stays memory-mapped; loaded layers are plain f32 copies.
+class gguf_weight_provider : public weight_provider {
+ public:
+  gguf_weight_provider(const gguf_file& f, const qwen35_config& c, int n_threads = 0)
+      : f_(f), c_(c), n_threads_(n_threads) {}
+
+  result<global_weights> load_globals() override {
+    return detail::load_globals_with(getter(), f_.find_tensor("output.weight") != nullptr);
+  }
+  result<layer_weights> load_layer(int l) override {
+    if (l < 0 || l >= static_cast<int>(c_.num_hidden_layers))
+      return error(error_code::invalid_argument, "weights", "layer " + std::to_string(l) + " out of range");
+    return detail::load_layer_with(getter(), c_.layer_types[static_cast<std::size_t>(l)], l);
+  }
+
+  /// The f32 values of one tensor (GGUF order).
+  result<detail::named_values> values(const std::string& name) const {
+    const gguf_tensor_info* t = f_.find_tensor(name);
+    if (!t) return error(error_code::not_found, "weights", "tensor '" + name + "' is not in the GGUF file");
+    detail::named_values v;
+    v.ne.assign(t->ne.begin(), t->ne.begin() + t->n_dims);
+    const auto cols = static_cast<std::size_t>(t->ne[0]);
+    const auto rows = static_cast<std::size_t>(t->n_elements()) / (cols ? cols : 1);
+    v.values.resize(rows * cols);
+    SBGQ_TRY(std::span<const std::byte> bytes, f_.tensor_data(name));
+    SBGQ_TRY_VOID(dequantize_rows(t->type, bytes, rows, cols, v.values, n_threads_));
+    return v;
+  }
+
+ private:
+  detail::value_getter getter() const {
+    return [this](const std::string& n) { return values(n); };
+  }
+  const gguf_file& f_;
+  const qwen35_config& c_;
+  int n_threads_;
+};
+
+/// Weights from an HF checkpoint, converted tensor by tensor with the converter's
+/// transforms (the forward pass then sees exactly what a converted F32 GGUF holds).
+class safetensors_weight_provider : public weight_provider {
+ public:
+  safetensors_weight_provider(const safetensors_checkpoint& ckpt, const qwen35_config& c) : ckpt_(ckpt), c_(c) {
+    tensor_plan_options po;
+    po.hf_prefix = ckpt.contains("model.language_model.embed_tokens.weight") ? "model.language_model." : "model.";
+    po.tied = c.tie_word_embeddings || !ckpt.contains("lm_head.weight");
+    po.include_mtp = false;
+    for (auto& e : qwen35_tensor_plan(c, po)) plan_.push_back(std::move(e));
+    has_output_ = !po.tied;
+  }
+
+  result<global_weights> load_globals() override { return detail::load_globals_with(getter(), has_output_); }
+  result<layer_weights> load_layer(int l) override {
+    if (l < 0 || l >= static_cast<int>(c_.num_hidden_layers))
+      return error(error_code::invalid_argument, "weights", "layer " + std::to_string(l) + " out of range");
+    return detail::load_layer_with(getter(), c_.layer_types[static_cast<std::size_t>(l)], l);
+  }
+  /// The GGUF-convention f32 values of one tensor.
+  result<detail::named_values> values(const std::string& gguf_name) const {
+    for (const auto& e : plan_)
+      if (e.gguf_name == gguf_name) {
+        SBGQ_TRY(std::vector<float> v, load_gguf_values(ckpt_, e, c_));
+        return detail::named_values{std::move(v), e.ne};
+      }
+    return error(error_code::not_found, "weights", "no tensor '" + gguf_name + "' in the model's plan");
+  }
+  const std::vector<tensor_plan>& plan() const noexcept { return plan_; }
+
+ private:
+  detail::value_getter getter() const {
+    return [this](const std::string& n) { return values(n); };
+  }
+  const safetensors_checkpoint& ckpt_;
+  const qwen35_config& c_;
+  std::vector<tensor_plan> plan_;
+  bool has_output_ = true;
+};
+
+SBGQ_END_NAMESPACE

@@ -662,6 +662,12 @@ TEST_CASE("malformed files: error code, message, offset; llama.cpp rejects them 
                   error_code::duplicate, "duplicate tensor name 'w' (tensors 0 and 1)", 57);
     expect_reject(bytes{}.header(1, 0).tensor(std::string(64, 'x'), {32}, 0, 0).pad_to(32).zeros(128), error_code::bad_value,
                   "is 64 bytes long; the limit is 63", 24);
+    // NUL bytes in names: llama.cpp compares names as C strings, so it sees "a\0x" and
+    // "a\0y" as duplicates but accepts one such name alone; we reject both files.
+    expect_reject(bytes{}.header(2, 0).tensor(std::string("a\0x", 3), {8}, 0, 0).tensor(std::string("a\0y", 3), {8}, 0, 32).pad_to(32).zeros(64),
+                  error_code::bad_value, "name 'a\\x00x' contains a NUL byte", 24);
+    expect_reject(bytes{}.header(1, 0).tensor(std::string("a\0", 2), {8}, 0, 0).pad_to(32).zeros(32),
+                  error_code::bad_value, "contains a NUL byte", 24, false);
     expect_reject(bytes{}.header(1, 0).tensor("w", {1, 1, 1, 1, 1}, 0, 0).pad_to(32).zeros(32), error_code::bad_shape,
                   "tensor 'w' has 5 dimensions; at most 4", 33);
     expect_reject(bytes{}.header(1, 0).tensor("w", {4, -2}, 0, 0).pad_to(32).zeros(32), error_code::bad_shape,
@@ -673,6 +679,9 @@ TEST_CASE("malformed files: error code, message, offset; llama.cpp rejects them 
     expect_reject(bytes{}.header(1, 0).tensor("w", {std::int64_t{1} << 32, std::int64_t{1} << 32}, 0, 0).pad_to(32),
                   error_code::overflow, "2^63-1 or more elements", 33, false);
     CHECK(llama_accepts(bytes{}.header(1, 0).tensor("w", {std::int64_t{1} << 32, std::int64_t{1} << 32}, 0, 0).pad_to(32).span()));
+    // The boundary of llama.cpp's rule (ne[0] < INT64_MAX / ne[1]), with 1-byte I8 elements.
+    expect_reject(bytes{}.header(1, 0).tensor("w", {(std::int64_t{1} << 62) - 1, 2}, 24, 0).pad_to(32),
+                  error_code::overflow, "2^63-1 or more elements", 33);
     expect_reject(bytes{}.header(1, 0).tensor("w", {std::int64_t{1} << 62}, 0, 0).pad_to(32), error_code::overflow,
                   "byte size over 2^64", 33);
     expect_reject(bytes{}.header(1, 0).tensor("w", {32}, 4, 0).pad_to(32).zeros(32), error_code::bad_dtype,
@@ -762,6 +771,76 @@ TEST_CASE("every prefix of a valid file fails cleanly") {
   CHECK(llama_checked == static_cast<int>(data_start));
 }
 
+TEST_CASE("random mutations: we accept a file only if llama.cpp does, and reject more only for data bounds") {
+  auto& o = oracle();
+  // A small file with every structure: records of several kinds, 3 tensors.
+  const std::string path = tmp_path("mutate.gguf");
+  {
+    auto w = sbgq::gguf_writer::create(path);
+    REQUIRE(w.has_value());
+    REQUIRE(w->add("general.architecture", gguf_value("qwen35")).has_value());
+    REQUIRE(w->add("general.alignment", gguf_value(std::uint32_t{32})).has_value());
+    REQUIRE(w->add("a.str", gguf_value(gguf_array::of(std::vector<std::string>{"x", "yz"}))).has_value());
+    REQUIRE(w->add("a.u16", gguf_value(gguf_array::of<std::uint16_t>({1, 2}))).has_value());
+    REQUIRE(w->add("s.i8", gguf_value(std::int8_t{-1})).has_value());
+    REQUIRE(w->add_tensor("a", ggml_type::f16, {5, 2}).has_value());
+    REQUIRE(w->add_tensor("bb", ggml_type::q8_0, {32}).has_value());
+    REQUIRE(w->add_tensor("c", ggml_type::f32, {2, 1, 2}).has_value());
+    std::vector<std::byte> z(64);
+    REQUIRE(w->write_tensor_data(0, std::span<const std::byte>(z).first(20)).has_value());
+    REQUIRE(w->write_tensor_data(1, std::span<const std::byte>(z).first(34)).has_value());
+    REQUIRE(w->write_tensor_data(2, std::span<const std::byte>(z).first(16)).has_value());
+    REQUIRE(w->finish().has_value());
+  }
+  const auto base = read_all(path);
+  REQUIRE(sbgq::gguf_file::parse(base).has_value());
+  const std::size_t meta_end = static_cast<std::size_t>(sbgq::gguf_file::parse(base)->data_offset());
+  sbgq::test::rng r(2024);
+  int both_ok = 0, both_bad = 0, only_llama = 0, only_data = 0, only_nul = 0, only_wrap = 0;
+  for (int iter = 0; iter < 3000; ++iter) {
+    std::vector<std::byte> m = base;
+    const int n_mut = 1 + static_cast<int>(r.next_u32() % 3);
+    for (int k = 0; k < n_mut; ++k) {
+      const std::size_t at = r.next_u32() % std::min(meta_end, m.size());  // in the metadata part
+      switch (r.next_u32() % 4) {
+        case 0: m[at] = static_cast<std::byte>(r.next_u32() & 0xff); break;           // random byte
+        case 1: m[at] ^= static_cast<std::byte>(1u << (r.next_u32() % 8)); break;      // bit flip
+        case 2: m[at] = static_cast<std::byte>(static_cast<std::uint8_t>(m[at]) + 1); break;  // +1
+        default: m.resize(at + (r.next_u32() % (m.size() - at))); break;               // truncate
+      }
+      if (m.size() <= 1) break;
+    }
+    auto ours = sbgq::gguf_file::parse(m);
+    void* ctx = o.gguf_init_from_buffer(m.data(), m.size(), sbgq::test::gguf_init_params{true, nullptr});
+    const bool theirs = ctx != nullptr;
+    if (ctx) o.gguf_free(ctx);
+    CAPTURE(iter);
+    if (ours.has_value()) {
+      CHECK(theirs);  // never accept what llama.cpp rejects
+      ++both_ok;
+    } else if (theirs) {
+      // Allowed only where llama.cpp's metadata reader is knowingly laxer than its loader.
+      const std::string msg = ours.error().message();
+      CAPTURE(msg);
+      const bool data_bounds = msg.find("ends past the end of the file") != std::string::npos;
+      const bool nul_name = msg.find("contains a NUL byte") != std::string::npos;
+      const bool wrapped = msg.find("2^63-1 or more elements") != std::string::npos;
+      CHECK((data_bounds || nul_name || wrapped));
+      only_data += data_bounds;
+      only_nul += nul_name;
+      only_wrap += wrapped;
+      ++only_llama;
+    } else {
+      ++both_bad;
+    }
+  }
+  MESSAGE("mutants: both accept " << both_ok << ", both reject " << both_bad << ", only llama.cpp accepts "
+                                  << only_llama << " (data past EOF " << only_data << ", NUL in a name " << only_nul
+                                  << ", wrapped element count " << only_wrap << ")");
+  CHECK(both_ok > 0);
+  CHECK(both_bad > 0);
+}
+
 TEST_CASE("writer misuse gives clear errors; an abandoned writer leaves nothing") {
   const std::string path = tmp_path("misuse.gguf");
   fs::remove(path);
@@ -786,6 +865,7 @@ TEST_CASE("writer misuse gives clear errors; an abandoned writer leaves nothing"
     CHECK(name64.error().message().find("64 bytes long; the limit is 63") != std::string::npos);
     CHECK(w->add_tensor(std::string(63, 'x'), ggml_type::f32, {4}).has_value());
     CHECK(w->add_tensor("", ggml_type::f32, {4}).error().code == error_code::invalid_argument);
+    CHECK(w->add_tensor(std::string("a\0b", 3), ggml_type::f32, {4}).error().code == error_code::invalid_argument);
     REQUIRE(w->add_tensor("t", ggml_type::f32, {32}).has_value());
     CHECK(w->add_tensor("t", ggml_type::f32, {32}).error().code == error_code::duplicate);
     CHECK(w->add_tensor("q", ggml_type::q4_k, {100}).error().code == error_code::bad_shape);

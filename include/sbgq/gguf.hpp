@@ -91,16 +91,18 @@ inline result<std::uint64_t> gguf_check_tensor(std::string_view name, std::uint3
     if (ne[j] < 0)
       return error(error_code::bad_shape, "gguf",
                    who + " dimension " + std::to_string(j) + " has " + std::to_string(ne[j]) + " elements, must be >= 0");
-  // Every partial product must stay below INT64_MAX, as llama.cpp requires.
-  std::uint64_t n = 1;
-  bool zero = false;
-  for (std::size_t j = 0; j < 4; ++j) zero = zero || ne[j] == 0;
-  if (!zero) {
-    for (std::size_t j = 0; j < 4; ++j) {
-      if (!checked_mul(n, static_cast<std::uint64_t>(ne[j]), n) ||
-          n >= static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()))
+  // llama.cpp's rule: ne[0]*...*ne[j-1] < INT64_MAX / ne[j] for j = 1..3 (so the
+  // element count stays below INT64_MAX). Checked in this order nothing can overflow.
+  // (llama.cpp skips its check when the wrapped product is <= 0; we never do.)
+  if (ne[0] != 0 && ne[1] != 0 && ne[2] != 0 && ne[3] != 0) {
+    constexpr auto max = static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max());
+    std::uint64_t n = static_cast<std::uint64_t>(ne[0]);
+    for (std::size_t j = 1; j < 4; ++j) {
+      const auto d = static_cast<std::uint64_t>(ne[j]);
+      if (n >= max / d)
         return error(error_code::overflow, "gguf",
                      who + " shape " + gguf_shape_string(ne) + " has 2^63-1 or more elements");
+      n *= d;
     }
   }
   if (!is_valid_ggml_type(type_id)) {
@@ -254,6 +256,11 @@ class gguf_parser {
         return fail(error_code::bad_value,
                     "tensor " + std::to_string(i) + " name '" + gguf_printable(name) + "' is " +
                         std::to_string(name.size()) + " bytes long; the limit is 63",
+                    rec);
+      if (name.find('\0') != std::string_view::npos)
+        return fail(error_code::bad_value,
+                    "tensor " + std::to_string(i) + " name '" + gguf_printable(name) +
+                        "' contains a NUL byte (ggml names are C strings)",
                     rec);
       if (const auto it = names.find(name); it != names.end())
         return fail(error_code::duplicate,
@@ -457,7 +464,8 @@ class gguf_file {
   /// Errors (component "gguf", with the byte offset of the offending field):
   ///   truncated   the file ends inside a structure, or a count/length/tensor exceeds what is left
   ///   bad_magic   not "GGUF";  bad_version  0, 1, > 3, or big-endian
-  ///   bad_value   negative count, empty key, name > 63 bytes, alignment not a power of two
+  ///   bad_value   negative count, empty key, tensor name > 63 bytes or with a NUL byte,
+  ///               alignment not a power of two
   ///   bad_dtype   invalid value type, nested array, general.alignment not u32, unknown/removed ggml type
   ///   bad_shape   n_dims > 4, ne < 0, ne[0] not a multiple of the block size
   ///   overflow    string > 2^30, array > 2^30 elements, counts over gguf_max_*, element or byte count overflow

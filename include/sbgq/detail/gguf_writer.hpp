@@ -162,7 +162,7 @@ class gguf_writer {
   const gguf_metadata& metadata() const noexcept { return metadata_; }
 
   /// Declares the next tensor; returns its index. `ne` has 1..4 dims, ne[0] first.
-  /// Errors: invalid_argument (empty name, name over 63 bytes, 0 or > 4 dims),
+  /// Errors: invalid_argument (empty name, name over 63 bytes or with a NUL byte, 0 or > 4 dims),
   /// duplicate, bad_shape (ne < 0, ne[0] not a multiple of the block size),
   /// bad_dtype (removed type), overflow.
   result<std::size_t> add_tensor(std::string name, ggml_type type, std::span<const std::int64_t> ne) {
@@ -171,6 +171,8 @@ class gguf_writer {
     if (name.size() > gguf_max_name_length)
       return fail(error_code::invalid_argument,
                   "tensor name '" + name + "' is " + std::to_string(name.size()) + " bytes long; the limit is 63");
+    if (name.find('\0') != std::string::npos)
+      return fail(error_code::invalid_argument, "tensor names must not contain NUL bytes (ggml names are C strings)");
     if (index_.count(name)) return fail(error_code::duplicate, "duplicate tensor name '" + name + "'");
     if (ne.empty() || ne.size() > gguf_max_dims)
       return fail(error_code::invalid_argument,

@@ -25,6 +25,8 @@
 #include "common.hpp"
 #include "k_quant_common.hpp"
 #include "tables.hpp"
+#include "../kernels/avx2/iq4.hpp"
+#include "../kernels/avx512/iq4.hpp"
 
 SBGQ_BEGIN_NAMESPACE
 
@@ -223,28 +225,43 @@ inline void dequantize_iq4_xs(std::span<const block_iq4_xs> x, std::span<float> 
 }  // namespace ref
 
 namespace detail::codec {
-// Level dispatch. Kernels in kernels/<target>/iq4.hpp (namespaces sbgq::avx2 /
-// sbgq::avx512, same names and signatures as ref) are wired in by including them above
-// and adding a case; the public API does not change.
+// Level dispatch to the kernels of kernels/<target>/iq4.hpp (namespaces sbgq::avx2 /
+// sbgq::avx512, same names and signatures as ref, bit-identical results).
 inline void quantize_iq4_nl_at(simd_level level, std::span<const float> x, std::span<block_iq4_nl> y,
                                std::span<const float> w) noexcept {
   switch (level) {
+#if SBGQ_X86_KERNELS
+    case simd_level::avx512: avx512::quantize_iq4_nl(x, y, w); break;
+    case simd_level::avx2: avx2::quantize_iq4_nl(x, y, w); break;
+#endif
     default: ref::quantize_iq4_nl(x, y, w); break;
   }
 }
 inline void dequantize_iq4_nl_at(simd_level level, std::span<const block_iq4_nl> x, std::span<float> y) noexcept {
   switch (level) {
+#if SBGQ_X86_KERNELS
+    case simd_level::avx512: avx512::dequantize_iq4_nl(x, y); break;
+    case simd_level::avx2: avx2::dequantize_iq4_nl(x, y); break;
+#endif
     default: ref::dequantize_iq4_nl(x, y); break;
   }
 }
 inline void quantize_iq4_xs_at(simd_level level, std::span<const float> x, std::span<block_iq4_xs> y,
                                std::span<const float> w) noexcept {
   switch (level) {
+#if SBGQ_X86_KERNELS
+    case simd_level::avx512: avx512::quantize_iq4_xs(x, y, w); break;
+    case simd_level::avx2: avx2::quantize_iq4_xs(x, y, w); break;
+#endif
     default: ref::quantize_iq4_xs(x, y, w); break;
   }
 }
 inline void dequantize_iq4_xs_at(simd_level level, std::span<const block_iq4_xs> x, std::span<float> y) noexcept {
   switch (level) {
+#if SBGQ_X86_KERNELS
+    case simd_level::avx512: avx512::dequantize_iq4_xs(x, y); break;
+    case simd_level::avx2: avx2::dequantize_iq4_xs(x, y); break;
+#endif
     default: ref::dequantize_iq4_xs(x, y); break;
   }
 }

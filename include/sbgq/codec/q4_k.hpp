@@ -10,6 +10,7 @@
 // arguments and dispatches on active_simd_level().
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -29,29 +30,48 @@ namespace detail::codec {
 
 /// Q4_K and Q5_K share everything but the quant width: the per-sub-block search (H3),
 /// the 6-bit scale/min coding and the final re-quantization against the decoded fp16
-/// super-scales. This fills L[256] (values 0..nmax), the scales bytes, d and dmin of
-/// one super-block; the caller packs the quants.
+/// super-scales. The three steps are separate functions so that the kernels can run the
+/// searches and the re-quantization of many sub-blocks at once and share the scalar
+/// middle step.
 ///
+/// Step 1, one sub-block j (0..7) of the super-block x: H3 search (algorithms doc 8.1
+/// without weights, 8.2 with). Fills L[32] (values 0..nmax) and returns the scale, the
+/// min and (imatrix path) the sub-block's total weight sw. sigma2 (imatrix path only) is
+/// 2*sum(x^2)/256 over the super-block.
 /// ref_rmin/ref_nstep: H3 parameters of the no-imatrix path (Q4_K -1.0/20, Q5_K -0.5/15).
-inline void quantize_k_scale_min_superblock(const float* x, const float* qw, int nmax, float ref_rmin,
-                                            int ref_nstep, std::uint8_t* L, std::uint8_t* scales_out,
-                                            f16& d_out, f16& dmin_out) noexcept {
+inline void k_scale_min_search_subblock(const float* xs, const float* qs, float sigma2, int nmax, float ref_rmin,
+                                        int ref_nstep, std::uint8_t* L, float& scale, float& min,
+                                        float& sw) noexcept {
   float weights[32];
-  float scales[8];
-  float mins[8];
   std::uint8_t Laux[32];
+  if (qs == nullptr) {
+    // Algorithms doc 8.1: weights av_x + |x| with av_x the RMS of the sub-block (sqrtf
+    // of s2/32: divide, then sqrt), H3 with the ref parameters.
+    const float av_x = std::sqrt(sum_squares(xs, 32) / 32.0f);
+    for (int l = 0; l < 32; ++l) weights[l] = av_x + std::fabs(xs[l]);
+    scale = make_qkx_quants(32, nmax, xs, weights, L, &min, Laux, ref_rmin, 0.1f, ref_nstep, false);
+    sw = 0.0f;
+  } else {
+    // Algorithms doc 8.2: weights qw * sqrtf(sigma2 + x^2); H3 with (-0.9, 0.05, 36).
+    float sumw = 0.0f;
+    for (int l = 0; l < 32; ++l) {
+      weights[l] = qs[l] * std::sqrt(sigma2 + xs[l] * xs[l]);
+      sumw += weights[l];
+    }
+    sw = sumw;
+    scale = make_qkx_quants(32, nmax, xs, weights, L, &min, Laux, -0.9f, 0.05f, 36, false);
+  }
+}
+
+/// Step 2: the 6-bit codes of the 8 sub-block scales and mins, the fp16 super-scales, and
+/// the packed 12 scale bytes.
+inline void k_scale_min_codes(bool imatrix, const float* scales, const float* mins, const float* sw,
+                              std::uint8_t* scales_out, f16& d_out, f16& dmin_out) noexcept {
   std::uint8_t ls[8];
   std::uint8_t lm[8];
-  if (qw == nullptr) {
-    // Algorithms doc 8.1: per sub-block weights av_x + |x| with av_x the RMS of the
-    // sub-block (sqrtf of s2/32: divide, then sqrt), H3 with the ref parameters.
+  if (!imatrix) {
     float max_scale = 0.0f, max_min = 0.0f;
     for (int j = 0; j < 8; ++j) {
-      const float* xs = x + 32 * j;
-      const float av_x = std::sqrt(sum_squares(xs, 32) / 32.0f);
-      for (int l = 0; l < 32; ++l) weights[l] = av_x + std::fabs(xs[l]);
-      scales[j] = make_qkx_quants(32, nmax, xs, weights, L + 32 * j, &mins[j], Laux, ref_rmin, 0.1f,
-                                  ref_nstep, false);
       if (scales[j] > max_scale) max_scale = scales[j];
       if (mins[j] > max_min) max_min = mins[j];
     }
@@ -68,22 +88,8 @@ inline void quantize_k_scale_min_superblock(const float* x, const float* qw, int
     d_out = to_f16(max_scale / 63.0f);
     dmin_out = to_f16(max_min / 63.0f);
   } else {
-    // Algorithms doc 8.2: sigma2 = 2*sum(x^2)/256 over the super-block; weights
-    // qw * sqrtf(sigma2 + x^2); H3 with (-0.9, 0.05, 36); then the sub-block scales and
-    // mins themselves are fitted by H4, weighted by each sub-block's total weight.
-    const float sigma2 = 2.0f * sum_squares(x, 256) / 256.0f;
-    float sw[8];
-    for (int j = 0; j < 8; ++j) {
-      const float* xs = x + 32 * j;
-      const float* qs = qw + 32 * j;
-      float sumw = 0.0f;
-      for (int l = 0; l < 32; ++l) {
-        weights[l] = qs[l] * std::sqrt(sigma2 + xs[l] * xs[l]);
-        sumw += weights[l];
-      }
-      sw[j] = sumw;
-      scales[j] = make_qkx_quants(32, nmax, xs, weights, L + 32 * j, &mins[j], Laux, -0.9f, 0.05f, 36, false);
-    }
+    // Algorithms doc 8.2: the sub-block scales and mins themselves are fitted by H4,
+    // weighted by each sub-block's total weight.
     const float d_block = make_qp_quants(8, 63, scales, ls, sw);
     const float m_block = make_qp_quants(8, 63, mins, lm, sw);
     for (int j = 0; j < 8; ++j) {  // no-op clamps (ggml's Q5_K has them, Q4_K not)
@@ -94,15 +100,35 @@ inline void quantize_k_scale_min_superblock(const float* x, const float* qw, int
     dmin_out = to_f16(m_block);
   }
   pack_scale_min_k4(ls, lm, scales_out);
+}
+
+/// Step 3: the decoded sub-block scale dj = D * sc_j and min dm = M * m_j of sub-block j
+/// (the re-quantization below uses them; dj == 0 means "keep the search's L").
+inline void k_decoded_scale_min(int j, const std::uint8_t* scales, f16 d, f16 dmin, float& dj, float& dm) noexcept {
+  std::uint8_t sc = 0, m = 0;
+  get_scale_min_k4(j, scales, sc, m);
+  dj = to_f32(d) * static_cast<float>(sc);
+  dm = to_f32(dmin) * static_cast<float>(m);
+}
+
+/// The three steps for one super-block: fills L[256], the scales bytes, d and dmin.
+inline void quantize_k_scale_min_superblock(const float* x, const float* qw, int nmax, float ref_rmin,
+                                            int ref_nstep, std::uint8_t* L, std::uint8_t* scales_out,
+                                            f16& d_out, f16& dmin_out) noexcept {
+  float scales[8];
+  float mins[8];
+  float sw[8];
+  const float sigma2 = qw == nullptr ? 0.0f : 2.0f * sum_squares(x, 256) / 256.0f;
+  for (int j = 0; j < 8; ++j)
+    k_scale_min_search_subblock(x + 32 * j, qw == nullptr ? nullptr : qw + 32 * j, sigma2, nmax, ref_rmin,
+                                ref_nstep, L + 32 * j, scales[j], mins[j], sw[j]);
+  k_scale_min_codes(qw != nullptr, scales, mins, sw, scales_out, d_out, dmin_out);
   // Re-quantize every sub-block against the *decoded* fp16 scales with a true division.
   // A sub-block whose decoded scale is 0 keeps the L of its H3 search.
-  const float D = to_f32(d_out), M = to_f32(dmin_out);
   for (int j = 0; j < 8; ++j) {
-    std::uint8_t sc = 0, m = 0;
-    get_scale_min_k4(j, scales_out, sc, m);
-    const float dj = D * static_cast<float>(sc);
+    float dj = 0.0f, dm = 0.0f;
+    k_decoded_scale_min(j, scales_out, d_out, dmin_out, dj, dm);
     if (dj == 0.0f) continue;
-    const float dm = M * static_cast<float>(m);
     for (int ii = 0; ii < 32; ++ii) {
       const int l = nearest_int((x[32 * j + ii] + dm) / dj);
       L[32 * j + ii] = static_cast<std::uint8_t>(std::max(0, std::min(nmax, l)));
@@ -110,7 +136,19 @@ inline void quantize_k_scale_min_superblock(const float* x, const float* qw, int
   }
 }
 
+/// Blocks doc 3.2: chunk c of 64 weights -> qs[32c + l] = L[64c + l] | L[64c + 32 + l] << 4.
+inline void pack_q4_k_quants(const std::uint8_t* L, std::uint8_t* qs) noexcept {
+  for (int c = 0; c < 4; ++c)
+    for (int l = 0; l < 32; ++l) qs[32 * c + l] = static_cast<std::uint8_t>(L[64 * c + l] | (L[64 * c + 32 + l] << 4));
+}
+
 }  // namespace detail::codec
+SBGQ_END_NAMESPACE
+
+#include "../kernels/avx2/q4_k.hpp"
+#include "../kernels/avx512/q4_k.hpp"
+
+SBGQ_BEGIN_NAMESPACE
 
 namespace ref {
 
@@ -129,10 +167,7 @@ inline void quantize_q4_k(std::span<const float> x, std::span<block_q4_k> y,
     detail::codec::quantize_k_scale_min_superblock(xb, qw, 15, -1.0f, 20, L, out.scales, d, dmin);
     out.d = d;
     out.dmin = dmin;
-    // Blocks doc 3.2: chunk c of 64 weights -> qs[32c + l] = L[64c + l] | L[64c + 32 + l] << 4.
-    for (int c = 0; c < 4; ++c)
-      for (int l = 0; l < 32; ++l)
-        out.qs[32 * c + l] = static_cast<std::uint8_t>(L[64 * c + l] | (L[64 * c + 32 + l] << 4));
+    detail::codec::pack_q4_k_quants(L, out.qs);
   }
 }
 
@@ -158,17 +193,24 @@ inline void dequantize_q4_k(std::span<const block_q4_k> x, std::span<float> y) n
 }  // namespace ref
 
 namespace detail::codec {
-// Level dispatch. Kernels in kernels/<target>/q4_k.hpp (namespaces sbgq::avx2 /
-// sbgq::avx512, same names and signatures as ref) are wired in by including them above
-// and adding a case; the public API does not change.
+// Level dispatch to the kernels of kernels/<target>/q4_k.hpp (namespaces sbgq::avx2 /
+// sbgq::avx512, same names and signatures as ref, bit-identical results).
 inline void quantize_q4_k_at(simd_level level, std::span<const float> x, std::span<block_q4_k> y,
                              std::span<const float> w) noexcept {
   switch (level) {
+#if SBGQ_X86_KERNELS
+    case simd_level::avx512: avx512::quantize_q4_k(x, y, w); break;
+    case simd_level::avx2: avx2::quantize_q4_k(x, y, w); break;
+#endif
     default: ref::quantize_q4_k(x, y, w); break;
   }
 }
 inline void dequantize_q4_k_at(simd_level level, std::span<const block_q4_k> x, std::span<float> y) noexcept {
   switch (level) {
+#if SBGQ_X86_KERNELS
+    case simd_level::avx512: avx512::dequantize_q4_k(x, y); break;
+    case simd_level::avx2: avx2::dequantize_q4_k(x, y); break;
+#endif
     default: ref::dequantize_q4_k(x, y); break;
   }
 }

@@ -1,0 +1,24 @@
+// AVX2 instantiation of the K-quant search helpers (kernels/shared/k_quant_common-inl.hpp):
+// H3 (make_qkx_quants) on cv::lanes groups at once, one group per lane.
+//
+// Internal: included by kernels/avx2/q*_k.hpp only.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "../../base.hpp"
+#include "codec_vec.hpp"
+
+#if SBGQ_X86_KERNELS
+#include <immintrin.h>
+
+SBGQ_BEGIN_NAMESPACE
+SBGQ_TARGET_AVX2_BEGIN
+namespace avx2 {
+#include "../shared/k_quant_common-inl.hpp"
+}  // namespace avx2
+SBGQ_TARGET_END
+SBGQ_END_NAMESPACE
+
+#endif  // SBGQ_X86_KERNELS

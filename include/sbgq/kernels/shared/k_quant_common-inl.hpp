@@ -1,0 +1,97 @@
+// Shared body of the AVX2 and AVX-512 K-quant search helpers (no include guard: it is
+// included once inside each target namespace by kernels/<target>/k_quant_common.hpp,
+// after that target's codec_vec.hpp; it includes nothing itself).
+//
+// Lane mapping: lane i runs the reference helper (codec/k_quant_common.hpp) for group i
+// of cv::lanes independent groups. The group's values arrive transposed: x[k] holds
+// element k of every lane's group. Each lane performs the reference's float operations
+// in the reference's order (sums in index order, the same grouping of products, strict
+// comparisons); per-lane branches become masks, and values a lane would not compute in
+// the reference (a flat group's search) are computed and then discarded by a select.
+
+namespace kq_kernel {
+
+/// Reference sum over the group of x[k]^2, k in order, per lane (sum_squares).
+template <int N>
+inline cv::vf sum_squares(const cv::vf* x) {
+  cv::vf s(0.0f);
+  for (int k = 0; k < N; ++k) s = s + x[k] * x[k];
+  return s;
+}
+
+/// H3, detail::codec::make_qkx_quants on N values per lane (weights w, levels 0..nmax).
+/// Returns the scale; L[k] gets the levels, the_min the (negated, >= 0) min.
+template <int N, bool UseMad>
+inline cv::vf make_qkx_quants(int nmax, const cv::vf* x, const cv::vf* w, cv::vi* L, cv::vf& the_min, float rmin,
+                              float rdelta, int nstep) {
+  cv::vf min = x[0], max = x[0];
+  cv::vf sum_w = w[0];
+  cv::vf sum_x = sum_w * x[0];
+  for (int i = 1; i < N; ++i) {
+    min = cv::select(x[i] < min, x[i], min);
+    max = cv::select(x[i] > max, x[i], max);
+    sum_w = sum_w + w[i];
+    sum_x = sum_x + w[i] * x[i];
+  }
+  min = cv::select(min > cv::vf(0.0f), cv::vf(0.0f), min);
+  const cv::vm flat = max == min;  // the reference returns early: L = 0, scale 0
+  const cv::vf flat_min = min;
+  const cv::vf fnmax(static_cast<float>(nmax));
+  const cv::vi zero(0), top(nmax);
+  cv::vf iscale = fnmax / (max - min);
+  cv::vf scale = cv::vf(1.0f) / iscale;
+  cv::vf best_error(0.0f);
+  for (int i = 0; i < N; ++i) {
+    L[i] = cv::max(zero, cv::min(top, cv::nearest_int(iscale * (x[i] - min))));
+    cv::vf diff = scale * cv::to_float(L[i]) + min - x[i];
+    diff = UseMad ? cv::abs(diff) : diff * diff;
+    best_error = best_error + w[i] * diff;
+  }
+  cv::vi Laux[N];
+  for (int is = 0; is <= nstep; ++is) {
+    iscale = cv::vf(rmin + rdelta * static_cast<float>(is) + static_cast<float>(nmax)) / (max - min);
+    cv::vf sum_l(0.0f), sum_l2(0.0f), sum_xl(0.0f);
+    for (int i = 0; i < N; ++i) {
+      Laux[i] = cv::max(zero, cv::min(top, cv::nearest_int(iscale * (x[i] - min))));
+      const cv::vf fl = cv::to_float(Laux[i]);
+      sum_l = sum_l + w[i] * fl;
+      sum_l2 = sum_l2 + w[i] * fl * fl;
+      sum_xl = sum_xl + w[i] * fl * x[i];
+    }
+    const cv::vf D = sum_w * sum_l2 - sum_l * sum_l;
+    const cv::vm solvable = D > cv::vf(0.0f);
+    if (!cv::any(solvable)) continue;
+    cv::vf this_scale = (sum_w * sum_xl - sum_x * sum_l) / D;
+    cv::vf this_min = (sum_l2 * sum_x - sum_l * sum_xl) / D;
+    const cv::vm pos_min = this_min > cv::vf(0.0f);
+    this_min = cv::select(pos_min, cv::vf(0.0f), this_min);
+    this_scale = cv::select(pos_min, sum_xl / sum_l2, this_scale);
+    cv::vf cur_error(0.0f);
+    for (int i = 0; i < N; ++i) {
+      cv::vf diff = this_scale * cv::to_float(Laux[i]) + this_min - x[i];
+      diff = UseMad ? cv::abs(diff) : diff * diff;
+      cur_error = cur_error + w[i] * diff;
+    }
+    const cv::vm accept = solvable & (cur_error < best_error);
+    if (!cv::any(accept)) continue;
+    for (int i = 0; i < N; ++i) L[i] = cv::select(accept, Laux[i], L[i]);
+    best_error = cv::select(accept, cur_error, best_error);
+    scale = cv::select(accept, this_scale, scale);
+    min = cv::select(accept, this_min, min);
+  }
+  for (int i = 0; i < N; ++i) L[i] = cv::select(flat, zero, L[i]);
+  the_min = -cv::select(flat, flat_min, min);
+  return cv::select(flat, cv::vf(0.0f), scale);
+}
+
+/// Writes lane-major levels (L[k] holds element k of every lane's group of N) to bytes
+/// in group order: out[N * lane + k].
+template <int N>
+inline void store_levels(const cv::vi* L, std::uint8_t* out) {
+  alignas(64) std::int32_t t[N][cv::lanes];
+  for (int k = 0; k < N; ++k) cv::store(t[k], L[k]);
+  for (int lane = 0; lane < cv::lanes; ++lane)
+    for (int k = 0; k < N; ++k) out[N * lane + k] = static_cast<std::uint8_t>(t[k][lane]);
+}
+
+}  // namespace kq_kernel

@@ -22,6 +22,34 @@
 
 SBGQ_BEGIN_NAMESPACE
 
+namespace detail::codec {
+/// Blocks doc 4: the low nibbles as Q4_K; for chunk c the fifth bit of the low-half
+/// weight goes to bit 2c of qh[l], that of the high-half weight to bit 2c+1.
+inline void pack_q5_k_quants(const std::uint8_t* L, std::uint8_t* qh, std::uint8_t* qs) noexcept {
+  for (int l = 0; l < 32; ++l) qh[l] = 0;
+  for (int c = 0; c < 4; ++c) {
+    for (int l = 0; l < 32; ++l) {
+      int lo = L[64 * c + l], hi = L[64 * c + 32 + l];
+      if (lo > 15) {
+        lo -= 16;
+        qh[l] = static_cast<std::uint8_t>(qh[l] | (1u << (2 * c)));
+      }
+      if (hi > 15) {
+        hi -= 16;
+        qh[l] = static_cast<std::uint8_t>(qh[l] | (2u << (2 * c)));
+      }
+      qs[32 * c + l] = static_cast<std::uint8_t>(lo | (hi << 4));
+    }
+  }
+}
+}  // namespace detail::codec
+SBGQ_END_NAMESPACE
+
+#include "../kernels/avx2/q5_k.hpp"
+#include "../kernels/avx512/q5_k.hpp"
+
+SBGQ_BEGIN_NAMESPACE
+
 namespace ref {
 
 /// Quantizes one row (x.size() = 256 * y.size()); `weights` empty or one per column.
@@ -38,23 +66,7 @@ inline void quantize_q5_k(std::span<const float> x, std::span<block_q5_k> y,
     detail::codec::quantize_k_scale_min_superblock(xb, qw, 31, -0.5f, 15, L, out.scales, d, dmin);
     out.d = d;
     out.dmin = dmin;
-    // Blocks doc 4: the low nibbles as Q4_K; for chunk c the fifth bit of the low-half
-    // weight goes to bit 2c of qh[l], that of the high-half weight to bit 2c+1.
-    for (int l = 0; l < 32; ++l) out.qh[l] = 0;
-    for (int c = 0; c < 4; ++c) {
-      for (int l = 0; l < 32; ++l) {
-        int lo = L[64 * c + l], hi = L[64 * c + 32 + l];
-        if (lo > 15) {
-          lo -= 16;
-          out.qh[l] = static_cast<std::uint8_t>(out.qh[l] | (1u << (2 * c)));
-        }
-        if (hi > 15) {
-          hi -= 16;
-          out.qh[l] = static_cast<std::uint8_t>(out.qh[l] | (2u << (2 * c)));
-        }
-        out.qs[32 * c + l] = static_cast<std::uint8_t>(lo | (hi << 4));
-      }
-    }
+    detail::codec::pack_q5_k_quants(L, out.qh, out.qs);
   }
 }
 
@@ -86,15 +98,23 @@ inline void dequantize_q5_k(std::span<const block_q5_k> x, std::span<float> y) n
 }  // namespace ref
 
 namespace detail::codec {
-// Level dispatch; see q4_k.hpp for how kernels are added.
+// Level dispatch to the kernels of kernels/<target>/q5_k.hpp (bit-identical results).
 inline void quantize_q5_k_at(simd_level level, std::span<const float> x, std::span<block_q5_k> y,
                              std::span<const float> w) noexcept {
   switch (level) {
+#if SBGQ_X86_KERNELS
+    case simd_level::avx512: avx512::quantize_q5_k(x, y, w); break;
+    case simd_level::avx2: avx2::quantize_q5_k(x, y, w); break;
+#endif
     default: ref::quantize_q5_k(x, y, w); break;
   }
 }
 inline void dequantize_q5_k_at(simd_level level, std::span<const block_q5_k> x, std::span<float> y) noexcept {
   switch (level) {
+#if SBGQ_X86_KERNELS
+    case simd_level::avx512: avx512::dequantize_q5_k(x, y); break;
+    case simd_level::avx2: avx2::dequantize_q5_k(x, y); break;
+#endif
     default: ref::dequantize_q5_k(x, y); break;
   }
 }

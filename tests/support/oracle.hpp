@@ -112,6 +112,31 @@ static_assert(sizeof(llama_model_quantize_params) == 64);
 static_assert(offsetof(llama_model_quantize_params, imatrix) == 24);
 static_assert(offsetof(llama_model_quantize_params, max_buf_size) == 56);
 
+// struct ggml_tensor of this release (ggml/include/ggml.h: GGML_MAX_DIMS 4, GGML_MAX_OP_PARAMS
+// 64, GGML_MAX_SRC 10, GGML_MAX_NAME 64), for graph callbacks. Only read from; the layout
+// is verified at run time by the tests that use it (weight names in src[0], consistent ne).
+struct ggml_tensor_layout {
+  std::int32_t type;
+  void* buffer;
+  std::int64_t ne[4];
+  std::size_t nb[4];
+  std::int32_t op;
+  std::int32_t op_params[16];
+  std::int32_t flags;
+  const ggml_tensor_layout* src[10];
+  const ggml_tensor_layout* view_src;
+  std::size_t view_offs;
+  void* data;
+  char name[64];
+  void* extra;
+  char padding[8];
+};
+static_assert(offsetof(ggml_tensor_layout, op) == 80);
+static_assert(offsetof(ggml_tensor_layout, src) == 152);
+static_assert(offsetof(ggml_tensor_layout, data) == 248);
+static_assert(offsetof(ggml_tensor_layout, name) == 256);
+static_assert(sizeof(ggml_tensor_layout) == 336);
+
 struct gguf_init_params {
   bool no_alloc;
   void** ctx;
@@ -491,6 +516,8 @@ class oracle_model {
     int n_threads = 2;
     bool vocab_only = false;
     bool exact = true;  ///< flash attention off and an F32 KV cache (llama-c-api.md 4.5)
+    ggml_eval_callback cb_eval = nullptr;  ///< graph callback (imatrix-style collection)
+    void* cb_eval_user_data = nullptr;
   };
   explicit oracle_model(const std::string& path) : oracle_model(path, options{}) {}
   oracle_model(const std::string& path, const options& opt) {
@@ -511,6 +538,8 @@ class oracle_model {
       cp.flash_attn_type = 0;
       cp.type_k = cp.type_v = 0;
     }
+    cp.cb_eval = opt.cb_eval;
+    cp.cb_eval_user_data = opt.cb_eval_user_data;
     ctx_ = o.llama_init_from_model(model_, cp);
     if (!ctx_) throw std::runtime_error("libllama could not create a context for '" + path + "': " + o.last_log);
   }

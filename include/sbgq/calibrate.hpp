@@ -1,0 +1,177 @@
+// Calibration: runs calibration text through the reference forward pass, one layer at a
+// time over every chunk, and collects the importance matrix llama-imatrix would collect
+// (imatrix.md section 1), optionally with the full second-moment matrices X^T X that
+// error-compensating rounding needs.
+//
+// Design goals:
+//   - Layer-streamed: the hidden states of all chunks (n_chunks * ctx * d floats) stay in
+//     memory; layer l runs over every chunk (in groups of `group_chunks`, which bounds the
+//     intermediate buffers) before layer l+1 is loaded, so a 9B model needs the memory of
+//     one layer plus the hidden states, never the whole model.
+//   - Same statistics as llama-imatrix: every token of every chunk, per weight matrix the
+//     column sums of x^2 in f32 and the row count; the LM head only with process_output.
+//   - X^T X in f64 per input space, shared by the matrices that read the same input
+//     (attn_qkv/attn_gate/ssm_beta/ssm_alpha; attn_q/k/v; ffn_gate/up), keyed by the first
+//     matrix's name, so one layer's H matrices are in memory at a time when the caller
+//     consumes them in on_layer_done.
+// Non-goals: MoE routing, KV-cache reuse across chunks (each chunk starts empty, as
+// llama-imatrix clears the cache per chunk).
+#pragma once
+
+#include <Eigen/Dense>
+
+#include <chrono>
+#include <functional>
+#include <map>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "base.hpp"
+#include "error.hpp"
+#include "forward.hpp"
+#include "imatrix.hpp"
+#include "model_config.hpp"
+
+SBGQ_BEGIN_NAMESPACE
+
+/// Options of collect_calibration.
+struct calibration_options {
+  std::int64_t ctx = 512;          ///< tokens per chunk (llama-imatrix -c)
+  std::int64_t max_chunks = -1;    ///< -1: every whole chunk of the text
+  std::int64_t group_chunks = 4;   ///< chunks per run_layer call (bounds scratch memory)
+  int n_threads = 0;               ///< <= 0: all hardware threads; results do not depend on it
+  bool process_output = false;     ///< also collect output.weight (llama-imatrix --process-output)
+  bool collect_xtx = false;        ///< also accumulate X^T X (f64) per input space
+  std::string dataset;             ///< recorded in imatrix.datasets
+  /// Called after each layer: (layer done, number of layers, seconds so far).
+  std::function<void(int, int, double)> progress;
+  /// Called when layer l is complete with that layer's X^T X matrices (only with
+  /// collect_xtx); the caller may move them out. They are dropped afterwards.
+  std::function<void(int, std::map<std::string, Eigen::MatrixXd>&)> on_layer_done;
+};
+
+/// What collect_calibration measured.
+struct calibration_result {
+  imatrix im;
+  std::int64_t n_chunks = 0;
+  std::int64_t n_tokens = 0;
+  double seconds = 0;
+};
+
+namespace detail {
+
+/// The input space a linear layer reads: matrices that share an input share X^T X.
+inline std::string input_space_of(std::string_view tensor) {
+  auto replace = [&](std::string_view from, std::string_view to) -> std::string {
+    std::string s(tensor);
+    const auto p = s.find(from);
+    if (p != std::string::npos) s.replace(p, from.size(), to);
+    return s;
+  };
+  for (std::string_view s : {"attn_gate.weight", "ssm_beta.weight", "ssm_alpha.weight"})
+    if (tensor.find(s) != std::string_view::npos) return replace(s, "attn_qkv.weight");
+  for (std::string_view s : {"attn_k.weight", "attn_v.weight"})
+    if (tensor.find(s) != std::string_view::npos) return replace(s, "attn_q.weight");
+  if (tensor.find("ffn_up.weight") != std::string_view::npos) return replace("ffn_up.weight", "ffn_gate.weight");
+  return std::string(tensor);
+}
+
+class calibration_observer : public observer {
+ public:
+  calibration_observer(imatrix& im, const calibration_options& opt) : im_(im), opt_(opt) {}
+  void on_linear(int layer, std::string_view tensor, const matrix_f32& x) override {
+    if (!status_) return;
+    if (layer < 0 && !opt_.process_output) return;
+    const std::string name(tensor);
+    auto r = im_.accumulate(name, x.data(), x.rows(), x.cols());
+    if (!r) {
+      status_ = std::move(r).error();
+      return;
+    }
+    if (opt_.collect_xtx && layer >= 0) {
+      const std::string space = input_space_of(name);
+      if (space != name) return;  // the same X was already added under its space
+      auto& h = xtx_[space];
+      if (h.size() == 0) h = Eigen::MatrixXd::Zero(x.cols(), x.cols());
+      // X^T X in f64, accumulated per group of chunks.
+      const Eigen::MatrixXd xd = x.cast<double>();
+      h.selfadjointView<Eigen::Lower>().rankUpdate(xd.transpose());
+    }
+  }
+  result<void> status() const { return status_; }
+  std::map<std::string, Eigen::MatrixXd>& xtx() { return xtx_; }
+
+ private:
+  imatrix& im_;
+  const calibration_options& opt_;
+  std::map<std::string, Eigen::MatrixXd> xtx_;
+  result<void> status_;
+};
+
+}  // namespace detail
+
+/// Runs the chunks of `tokens` through the model layer by layer and collects the
+/// importance matrix (and, with collect_xtx, X^T X per input space through
+/// on_layer_done). Errors: invalid_argument (fewer tokens than one chunk, ctx < 16 --
+/// llama-imatrix ignores batches under 16 rows), and those of the provider and forward pass.
+inline result<calibration_result> collect_calibration(const qwen35_config& c, weight_provider& provider,
+                                                      std::span<const std::int32_t> tokens,
+                                                      const calibration_options& opt) {
+  const auto t0 = std::chrono::steady_clock::now();
+  const std::int64_t ctx = opt.ctx;
+  if (ctx < 16 || static_cast<std::int64_t>(tokens.size()) < ctx)
+    return error(error_code::invalid_argument, "calibrate",
+                 "calibration needs ctx >= 16 and at least ctx = " + std::to_string(ctx) + " tokens, got " +
+                     std::to_string(tokens.size()));
+  std::int64_t n_chunks = static_cast<std::int64_t>(tokens.size()) / ctx;
+  if (opt.max_chunks > 0) n_chunks = std::min(n_chunks, opt.max_chunks);
+  calibration_result res;
+  res.n_chunks = n_chunks;
+  res.n_tokens = n_chunks * ctx;
+  res.im.chunk_size = static_cast<std::uint32_t>(ctx);
+  res.im.chunk_count = static_cast<std::uint32_t>(n_chunks);
+  if (!opt.dataset.empty()) res.im.datasets.push_back(opt.dataset);
+
+  SBGQ_TRY(global_weights g, provider.load_globals());
+  SBGQ_TRY(activations all, embed(g, tokens.first(static_cast<std::size_t>(res.n_tokens)), n_chunks));
+  g = global_weights{};  // the embeddings are not needed again; the head is reloaded if wanted
+  detail::calibration_observer obs(res.im, opt);
+  const std::int64_t group = std::max<std::int64_t>(1, opt.group_chunks);
+  activations part;
+  for (int l = 0; l < static_cast<int>(c.num_hidden_layers); ++l) {
+    SBGQ_TRY(layer_weights w, provider.load_layer(l));
+    for (std::int64_t s0 = 0; s0 < n_chunks; s0 += group) {
+      const std::int64_t ns = std::min(group, n_chunks - s0);
+      part.n_seq = ns;
+      part.n_tok = ctx;
+      part.hidden = all.hidden.middleRows(s0 * ctx, ns * ctx);
+      SBGQ_TRY_VOID(run_layer(c, l, w, part, &obs, opt.n_threads));
+      SBGQ_TRY_VOID(obs.status());
+      all.hidden.middleRows(s0 * ctx, ns * ctx) = part.hidden;
+    }
+    if (opt.collect_xtx) {
+      if (opt.on_layer_done) opt.on_layer_done(l, obs.xtx());
+      obs.xtx().clear();
+    }
+    if (opt.progress)
+      opt.progress(l + 1, static_cast<int>(c.num_hidden_layers),
+                   std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  }
+  if (opt.process_output) {
+    SBGQ_TRY(global_weights g2, provider.load_globals());
+    for (std::int64_t s0 = 0; s0 < n_chunks; s0 += group) {
+      const std::int64_t ns = std::min(group, n_chunks - s0);
+      part.n_seq = ns;
+      part.n_tok = ctx;
+      part.hidden = all.hidden.middleRows(s0 * ctx, ns * ctx);
+      SBGQ_TRY(matrix_f32 z, logits(g2, c, part, &obs, opt.n_threads));
+      (void)z;
+      SBGQ_TRY_VOID(obs.status());
+    }
+  }
+  res.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return res;
+}
+
+SBGQ_END_NAMESPACE

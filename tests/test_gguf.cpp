@@ -296,6 +296,14 @@ TEST_CASE("value model: exact types, ordered records, typed getters with clear e
   CHECK(m.index_of("a") == 0);
   CHECK(m.size() == 3);
 
+  CHECK(to_string(gguf_value(std::int8_t{-5})) == "-5");
+  CHECK(to_string(gguf_value(std::uint8_t{200})) == "200");
+  CHECK(to_string(gguf_value(0.1f)) == "0.100000001");
+  CHECK(to_string(gguf_value(true)) == "true");
+  CHECK(to_string(gguf_value("a b")) == "\"a b\"");
+  CHECK(to_string(gguf_value(gguf_array::of<std::int32_t>({1, -2, 3})), 2) == "[1, -2, ... (3 total)]");
+  CHECK(to_string(gguf_value(gguf_array::of(std::vector<std::string>{"x", "y"}))) == "[\"x\", \"y\"]");
+  CHECK(to_string(gguf_value(gguf_array::empty(gguf_value_type::float32))) == "[]");
   // The variant index is the wire id.
   for (const auto& kv : every_value_type()) CHECK(static_cast<std::uint32_t>(kv.value.type()) == kv.value.variant().index());
   for (std::uint32_t t = 0; t < sbgq::gguf_value_type_count; ++t)

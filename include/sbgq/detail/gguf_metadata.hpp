@@ -17,6 +17,7 @@
 #include <bit>
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <initializer_list>
 #include <optional>
@@ -295,6 +296,53 @@ class gguf_value {
  private:
   storage v_;
 };
+
+/// A short human-readable rendering for tools and logs: numbers in decimal (floats with
+/// enough digits to round-trip), strings quoted as-is, arrays as "[a, b, ...]" with at
+/// most `max_elements` elements followed by "... (N total)".
+inline std::string to_string(const gguf_value& v, std::size_t max_elements = 8) {
+  auto scalar = [](const auto& x) -> std::string {
+    using T = std::decay_t<decltype(x)>;
+    if constexpr (std::is_same_v<T, std::string>) {
+      return "\"" + x + "\"";
+    } else if constexpr (std::is_same_v<T, bool>) {
+      return x ? "true" : "false";
+    } else if constexpr (std::is_floating_point_v<T>) {
+      char buf[64];
+      std::snprintf(buf, sizeof(buf), "%.*g", std::is_same_v<T, float> ? 9 : 17, static_cast<double>(x));
+      return buf;
+    } else if constexpr (std::is_integral_v<T>) {
+      return std::to_string(static_cast<std::conditional_t<std::is_signed_v<T>, long long, unsigned long long>>(x));
+    } else {
+      return std::string();
+    }
+  };
+  if (const gguf_array* a = v.get_array_if()) {
+    std::string out = "[";
+    const std::size_t n = a->size() < max_elements ? a->size() : max_elements;
+    for (std::size_t i = 0; i < n; ++i) {
+      if (i) out += ", ";
+      switch (a->element_type()) {
+        case gguf_value_type::uint8: out += scalar(a->at<std::uint8_t>(i)); break;
+        case gguf_value_type::int8: out += scalar(a->at<std::int8_t>(i)); break;
+        case gguf_value_type::uint16: out += scalar(a->at<std::uint16_t>(i)); break;
+        case gguf_value_type::int16: out += scalar(a->at<std::int16_t>(i)); break;
+        case gguf_value_type::uint32: out += scalar(a->at<std::uint32_t>(i)); break;
+        case gguf_value_type::int32: out += scalar(a->at<std::int32_t>(i)); break;
+        case gguf_value_type::float32: out += scalar(a->at<float>(i)); break;
+        case gguf_value_type::bool_: out += scalar(a->at<bool>(i)); break;
+        case gguf_value_type::string: out += scalar(a->strings()[i]); break;
+        case gguf_value_type::uint64: out += scalar(a->at<std::uint64_t>(i)); break;
+        case gguf_value_type::int64: out += scalar(a->at<std::int64_t>(i)); break;
+        case gguf_value_type::float64: out += scalar(a->at<double>(i)); break;
+        case gguf_value_type::array: break;
+      }
+    }
+    if (a->size() > n) out += (n ? ", ... (" : "... (") + std::to_string(a->size()) + " total)";
+    return out + "]";
+  }
+  return std::visit(scalar, v.variant());
+}
 
 /// One key/value record.
 struct gguf_kv {

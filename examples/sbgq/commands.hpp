@@ -17,6 +17,9 @@ struct command {
 int cmd_inspect(args&);
 int cmd_demo(args&);
 int cmd_convert(args&);
+int cmd_imatrix(args&);
+int cmd_perplexity(args&);
+int cmd_quantize(args&);
 
 inline const std::vector<command>& commands() {
   static const std::vector<command> table = {
@@ -24,6 +27,18 @@ inline const std::vector<command>& commands() {
        "PATH [--json]\n  PATH: a .gguf file, a .safetensors file, or a model directory", cmd_inspect},
       {"convert", "convert an HF Qwen3.5 checkpoint to GGUF, as llama.cpp's converter does",
        "MODEL_DIR -o OUT.gguf [--outtype f32|f16|bf16|q8_0] [--no-mtp] [--name NAME] [-t N]", cmd_convert},
+      {"quantize", "quantize a GGUF model as llama-quantize does (same types, same bytes)",
+       "IN.gguf OUT.gguf TYPE [--imatrix FILE] [--tensor-type REGEX=TYPE]... [--output-tensor-type T]\n"
+       "  [--token-embedding-type T] [--pure] [--leave-output-tensor] [--allow-requantize] [--show-types]\n"
+       "  [--dry-run] [-t N]\n"
+       "  TYPE: Q2_K Q3_K_S Q3_K_M Q3_K_L IQ4_NL IQ4_XS Q4_K_S Q4_K_M Q5_K_S Q5_K_M Q6_K Q8_0 F16 BF16 F32\n"
+       "        (any case; Q3_K, Q4_K, Q5_K = the _M mixtures; or the llama_ftype number)",
+       cmd_quantize},
+      {"imatrix", "collect an importance matrix (llama.cpp's GGUF or .dat format) from calibration text",
+       "MODEL -f TEXT [-o OUT] [--ctx 512] [--chunks N] [--output-format gguf|dat] [--in-file F]... [--process-output] [-t N]\n"
+       "  MODEL: an HF checkpoint directory or a GGUF file", cmd_imatrix},
+      {"perplexity", "perplexity (llama-perplexity's method) and KL-divergence against saved base logits",
+       "MODEL -f TEXT [--ctx N] [--chunks N] [--batch N] [--save-logits FILE] [--kl-divergence FILE] [-t N]", cmd_perplexity},
       {"demo", "run the main job end to end on an embedded default", "[-o DIR] [-t N]", cmd_demo},
   };
   return table;

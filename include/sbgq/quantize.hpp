@@ -1,0 +1,395 @@
+// Whole-file quantization of a GGUF model, a drop-in for llama.cpp's llama-quantize:
+// F32/F16/BF16 (or, with allow_requantize, quantized) GGUF in, a Q4_K_M/IQ4_XS/... GGUF
+// out, with the same tensor types, tensor order, tensor bytes and metadata as
+// llama_model_quantize (+ the quantize.imatrix.* keys llama-quantize's CLI adds).
+//
+// What the output contains (checked against libllama v0.5.0 by tests/test_quantize.cpp):
+//   metadata  every key of the input, in input order, except general.quantization_version,
+//             general.file_type and split.{no,count,tensors.count}; then
+//             general.quantization_version = 2 (u32) and general.file_type = ftype (u32)
+//             appended (llama.cpp's gguf_set_val removes and re-appends a key); then the
+//             kv overrides in order (imatrix provenance keys last, see below).
+//   tensors   in llama_model_quantize's order (quant_policy.hpp: by layer, then name),
+//             types from choose_tensor_types(); tensors whose type does not change are
+//             copied byte for byte, the others are converted to f32 exactly and encoded
+//             with codec/rows.hpp (byte-identical to ggml_quantize_chunk), with the
+//             imatrix weights of that tensor.
+//
+// llama_model_quantize itself writes NO imatrix keys; llama-quantize (the CLI) passes four
+// as kv overrides: quantize.imatrix.file (the --imatrix argument, 127 bytes at most),
+// quantize.imatrix.dataset (the first dataset, 127 bytes; only if there is one),
+// quantize.imatrix.entries_count (u32, entries after filtering) and
+// quantize.imatrix.chunks_count (u32, only if > 0). quantize_options::imatrix_metadata
+// chooses between the two behaviours (default: the CLI's).
+//
+// Design goals:
+//   - Bounded memory: the input is memory-mapped and each tensor's pages are released
+//     after use; one tensor is converted at a time (f32 copy + encoded copy), so peak
+//     memory is about 1.5x the largest tensor in f32 (plus the page cache).
+//   - Output atomic (gguf_writer over output_file): an error leaves no file behind.
+//   - Everything that can be checked before writing is checked first: codecs for every
+//     chosen type, decodable sources, imatrix sizes and finiteness.
+//   - Rows are validated after encoding as ggml_validate_row_data does (no inf/NaN fp16
+//     scale), so a file that llama.cpp would refuse to write is never written.
+// Non-goals: split files (--keep-split), --prune-layers, target types without an sbgq
+// codec (Q4_0/Q5_0/Q5_1/IQ1..IQ3; they are reported as unsupported).
+#pragma once
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <span>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#if defined(__unix__) || defined(__APPLE__)
+#include <sys/mman.h>
+#include <unistd.h>
+#endif
+
+#include "base.hpp"
+#include "codec/blocks.hpp"
+#include "codec/registry.hpp"
+#include "codec/rows.hpp"
+#include "error.hpp"
+#include "ggml_types.hpp"
+#include "gguf.hpp"
+#include "imatrix.hpp"
+#include "quant_policy.hpp"
+
+SBGQ_BEGIN_NAMESPACE
+
+/// GGML_QNT_VERSION, written as general.quantization_version.
+inline constexpr std::uint32_t ggml_quantization_version = 2;
+
+/// Reported after each tensor is written.
+struct quantize_progress {
+  std::size_t index = 0;                     ///< 0-based, in writing order
+  std::size_t count = 0;                     ///< tensors in the file
+  const tensor_type_choice* tensor = nullptr;
+  std::uint64_t bytes_in = 0, bytes_out = 0;        ///< this tensor
+  std::uint64_t total_in = 0, total_out = 0;        ///< tensor data so far
+  bool used_imatrix = false;
+};
+
+/// How to quantize (llama-quantize's options).
+struct quantize_options {
+  quant_policy policy;                  ///< ftype and type overrides
+  /// Importance matrix, or null (not owned; must outlive the call). A non-empty one also
+  /// switches the type rules' has_imatrix.
+  const imatrix* importance = nullptr;
+  /// The imatrix path as the user gave it (quantize.imatrix.file).
+  std::string imatrix_file;
+  /// Add the quantize.imatrix.* keys llama-quantize's CLI writes (false: exactly
+  /// llama_model_quantize's metadata).
+  bool imatrix_metadata = true;
+  /// Extra keys set after general.file_type (llama-quantize --override-kv): a key already
+  /// present is removed and re-appended, as gguf_set_val does.
+  std::vector<gguf_kv> kv_overrides;
+  bool allow_requantize = false;        ///< --allow-requantize
+  int n_threads = 0;                    ///< <= 0: all hardware threads
+  std::function<void(const quantize_progress&)> progress;  ///< optional
+};
+
+/// What quantize_file did.
+struct quantize_report {
+  type_plan plan;                       ///< the per-tensor choices, in writing order
+  std::uint64_t n_elements = 0;         ///< all tensors
+  std::uint64_t bytes_in = 0;           ///< tensor data of the input
+  std::uint64_t bytes_out = 0;          ///< tensor data of the output
+  std::uint64_t file_size = 0;          ///< output file
+  std::size_t n_converted = 0;          ///< tensors whose type changed
+  std::size_t n_with_imatrix = 0;       ///< of those, quantized with imatrix weights
+  std::vector<std::string> notes;       ///< e.g. tensors without an imatrix entry
+  double seconds = 0;
+  /// Bits per weight of the tensor data.
+  double bits_per_weight() const noexcept {
+    return n_elements ? static_cast<double>(bytes_out) * 8.0 / static_cast<double>(n_elements) : 0.0;
+  }
+};
+
+/// The four provenance keys llama-quantize's CLI writes for an imatrix (file comment), in
+/// its order. `file`: the path as given on the command line.
+inline std::vector<gguf_kv> imatrix_metadata_keys(const imatrix& im, std::string_view file) {
+  std::vector<gguf_kv> kv;
+  auto cut = [](std::string_view s) { return std::string(s.substr(0, std::min<std::size_t>(s.size(), 127))); };
+  kv.push_back({"quantize.imatrix.file", gguf_value(cut(file))});
+  if (!im.datasets.empty()) kv.push_back({"quantize.imatrix.dataset", gguf_value(cut(im.datasets.front()))});
+  kv.push_back({"quantize.imatrix.entries_count", gguf_value(static_cast<std::uint32_t>(im.entries.size()))});
+  if (im.chunk_count > 0) kv.push_back({"quantize.imatrix.chunks_count", gguf_value(static_cast<std::uint32_t>(im.chunk_count))});
+  return kv;
+}
+
+namespace detail::quant {
+
+inline error fail(error_code c, std::string ctx) { return error(c, "quantize", std::move(ctx)); }
+
+constexpr bool f16_bits_finite(std::uint16_t h) noexcept { return (h & 0x7c00u) != 0x7c00u; }
+constexpr bool bf16_bits_finite(std::uint16_t h) noexcept { return (h & 0x7f80u) != 0x7f80u; }
+
+/// ggml_validate_row_data for the types sbgq writes: every fp16 scale (d, and dmin where
+/// the format has one) is finite; F16/BF16/F32 data are all finite. Returns the index of
+/// the first bad block (element for plain types), or npos.
+inline std::size_t first_invalid_block(ggml_type t, std::span<const std::byte> data) {
+  constexpr std::size_t none = static_cast<std::size_t>(-1);
+  auto u16 = [&](std::size_t at) {
+    std::uint16_t h;
+    std::memcpy(&h, data.data() + at, 2);
+    return h;
+  };
+  auto scan = [&](std::size_t block_bytes, std::initializer_list<std::size_t> f16_offsets) {
+    const std::size_t nb = data.size() / block_bytes;
+    for (std::size_t b = 0; b < nb; ++b)
+      for (std::size_t off : f16_offsets)
+        if (!f16_bits_finite(u16(b * block_bytes + off))) return b;
+    return none;
+  };
+  switch (t) {
+    case ggml_type::f32: {
+      for (std::size_t i = 0; i < data.size() / 4; ++i) {
+        float v;
+        std::memcpy(&v, data.data() + 4 * i, 4);
+        if (!std::isfinite(v)) return i;
+      }
+      return none;
+    }
+    case ggml_type::f16:
+      for (std::size_t i = 0; i < data.size() / 2; ++i)
+        if (!f16_bits_finite(u16(2 * i))) return i;
+      return none;
+    case ggml_type::bf16:
+      for (std::size_t i = 0; i < data.size() / 2; ++i)
+        if (!bf16_bits_finite(u16(2 * i))) return i;
+      return none;
+    case ggml_type::q8_0: return scan(sizeof(block_q8_0), {offsetof(block_q8_0, d)});
+    case ggml_type::q2_k: return scan(sizeof(block_q2_k), {offsetof(block_q2_k, d), offsetof(block_q2_k, dmin)});
+    case ggml_type::q3_k: return scan(sizeof(block_q3_k), {offsetof(block_q3_k, d)});
+    case ggml_type::q4_k: return scan(sizeof(block_q4_k), {offsetof(block_q4_k, d), offsetof(block_q4_k, dmin)});
+    case ggml_type::q5_k: return scan(sizeof(block_q5_k), {offsetof(block_q5_k, d), offsetof(block_q5_k, dmin)});
+    case ggml_type::q6_k: return scan(sizeof(block_q6_k), {offsetof(block_q6_k, d)});
+    case ggml_type::iq4_nl: return scan(sizeof(block_iq4_nl), {offsetof(block_iq4_nl, d)});
+    case ggml_type::iq4_xs: return scan(sizeof(block_iq4_xs), {offsetof(block_iq4_xs, d)});
+    default: return none;
+  }
+}
+
+/// A codec sbgq can write into a GGUF (Q8_K is an internal type only).
+inline const codec_traits* writable_codec(ggml_type t) noexcept {
+  return t == ggml_type::q8_k ? nullptr : find_codec(t);
+}
+
+/// Drops the pages of a finished input tensor from this process (they stay in the page
+/// cache), as llama.cpp unmaps each weight. Advisory: failures are ignored.
+inline void release_pages(std::span<const std::byte> s) noexcept {
+#if defined(__unix__) || defined(__APPLE__)
+  const long page = ::sysconf(_SC_PAGESIZE);
+  if (page <= 0 || s.empty()) return;
+  const auto p = reinterpret_cast<std::uintptr_t>(s.data());
+  const std::uintptr_t begin = (p + static_cast<std::uintptr_t>(page) - 1) & ~static_cast<std::uintptr_t>(page - 1);
+  const std::uintptr_t end = (p + s.size()) & ~static_cast<std::uintptr_t>(page - 1);
+  if (end > begin) (void)::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
+#else
+  (void)s;
+#endif
+}
+
+}  // namespace detail::quant
+
+/// Quantizes the parsed GGUF `in` (see quantize_file) into `out_path`.
+inline result<quantize_report> quantize_gguf(const gguf_file& in, const std::string& out_path,
+                                             const quantize_options& opt) {
+  namespace dq = detail::quant;
+  const auto t0 = std::chrono::steady_clock::now();
+  quantize_report rep;
+
+  // -- the choice of types
+  SBGQ_TRY(const model_facts facts, model_facts::from_metadata(in.metadata()));
+  const imatrix* im = opt.importance;
+  const bool has_imatrix = im && !im->entries.empty();
+  SBGQ_TRY(rep.plan, choose_tensor_types(facts, in.tensors(), opt.policy, has_imatrix));
+
+  // -- imatrix weights: S/count per entry, all finite (llama_model_quantize checks every entry)
+  std::map<std::string, std::vector<float>> weights;
+  if (has_imatrix) {
+    for (const auto& [name, e] : im->entries) {
+      std::vector<float> w = im->weights(name);
+      for (std::size_t i = 0; i < w.size(); ++i)
+        if (!std::isfinite(w[i]))
+          return dq::fail(error_code::not_finite, "imatrix entry '" + name + "' has a non-finite weight at index " +
+                                                      std::to_string(i));
+      weights.emplace(name, std::move(w));
+    }
+  }
+
+  // -- pre-flight: every conversion is possible, every imatrix entry used fits its tensor
+  std::vector<const float*> tensor_weights(rep.plan.tensors.size(), nullptr);
+  std::uint64_t max_f32 = 0, max_out = 0;
+  for (std::size_t k = 0; k < rep.plan.tensors.size(); ++k) {
+    const tensor_type_choice& c = rep.plan.tensors[k];
+    const gguf_tensor_info& info = in.tensors()[c.index];
+    rep.n_elements += info.n_elements();
+    if (!c.converts()) continue;
+    const std::string who = "tensor '" + c.name + "'";
+    if (!dq::writable_codec(c.type))
+      return dq::fail(error_code::unsupported, who + ": sbgq cannot write type " + std::string(type_name(c.type)) +
+                                                   " (chosen by: " + c.why + ")");
+    if (info.ne[0] % block_size(c.type) != 0)
+      return dq::fail(error_code::bad_shape, who + ": ne[0] = " + std::to_string(info.ne[0]) +
+                                                 " is not a multiple of the " + std::string(type_name(c.type)) +
+                                                 " block size " + std::to_string(block_size(c.type)) + " (" + c.why + ")");
+    if (is_quantized(info.type)) {
+      if (!opt.allow_requantize)
+        return dq::fail(error_code::unsupported, who + ": requantizing from type " + std::string(type_name(info.type)) +
+                                                     " is disabled (allow_requantize / --allow-requantize)");
+      if (!dq::writable_codec(info.type))
+        return dq::fail(error_code::unsupported, who + ": sbgq cannot decode type " + std::string(type_name(info.type)));
+    } else if (info.type != ggml_type::f32 && info.type != ggml_type::f16 && info.type != ggml_type::bf16) {
+      return dq::fail(error_code::unsupported,
+                      who + ": cannot convert type " + std::string(type_name(info.type)) + " (only F32, F16, BF16 and quantized)");
+    }
+    if (has_imatrix) {
+      const auto it = weights.find(c.name);
+      if (it == weights.end()) {
+        rep.notes.push_back("no imatrix entry for " + c.name);
+      } else {
+        const auto want = static_cast<std::uint64_t>(info.ne[0]) * static_cast<std::uint64_t>(info.ne[2]);
+        if (it->second.size() == want) {
+          tensor_weights[k] = it->second.data();
+        } else if (c.category == tensor_category::token_embd) {
+          rep.notes.push_back("imatrix size " + std::to_string(it->second.size()) + " differs from " +
+                              std::to_string(want) + " for " + c.name + ": quantized without imatrix");
+        } else {
+          return dq::fail(error_code::size_mismatch, "imatrix size " + std::to_string(it->second.size()) +
+                                                         " is different from tensor size " + std::to_string(want) +
+                                                         " for " + c.name);
+        }
+      }
+    }
+    max_f32 = std::max<std::uint64_t>(max_f32, info.n_elements());
+    max_out = std::max<std::uint64_t>(max_out, row_size(c.type, static_cast<std::uint64_t>(info.ne[0])) *
+                                                   (info.n_elements() / static_cast<std::uint64_t>(info.ne[0] ? info.ne[0] : 1)));
+  }
+
+  // -- header: metadata as llama_model_quantize writes it, then the tensor infos
+  SBGQ_TRY(gguf_writer w, gguf_writer::create(out_path));
+  static constexpr std::string_view moved[] = {"general.quantization_version", "general.file_type", "split.no",
+                                               "split.count", "split.tensors.count"};
+  std::vector<gguf_kv> overrides = opt.kv_overrides;
+  if (has_imatrix && opt.imatrix_metadata)
+    for (auto& kv : imatrix_metadata_keys(*im, opt.imatrix_file)) overrides.push_back(std::move(kv));
+  for (const gguf_kv& kv : in.metadata()) {
+    if (std::find(std::begin(moved), std::end(moved), kv.key) != std::end(moved)) continue;
+    if (std::any_of(overrides.begin(), overrides.end(), [&](const gguf_kv& o) { return o.key == kv.key; })) continue;
+    SBGQ_TRY_VOID(w.add(kv.key, kv.value));
+  }
+  SBGQ_TRY_VOID(w.add("general.quantization_version", gguf_value(ggml_quantization_version)));
+  SBGQ_TRY_VOID(w.add("general.file_type", gguf_value(static_cast<std::uint32_t>(opt.policy.ftype))));
+  for (const gguf_kv& kv : overrides) SBGQ_TRY_VOID(w.set(kv.key, kv.value));
+  for (const tensor_type_choice& c : rep.plan.tensors)
+    SBGQ_TRY_VOID(w.add_tensor(c.name, c.type, std::span<const std::int64_t>(c.ne.data(), c.n_dims)));
+
+  // -- data, one tensor at a time
+  std::vector<float> f32;
+  std::vector<std::byte> out;
+  if (max_f32 > 0) f32.reserve(static_cast<std::size_t>(max_f32));
+  if (max_out > 0) out.reserve(static_cast<std::size_t>(max_out));
+  const std::size_t n = rep.plan.tensors.size();
+  for (std::size_t k = 0; k < n; ++k) {
+    const tensor_type_choice& c = rep.plan.tensors[k];
+    const gguf_tensor_info& info = in.tensors()[c.index];
+    const std::span<const std::byte> src = in.tensor_data(c.index);
+    std::span<const std::byte> dst = src;
+    bool used_imatrix = false;
+    if (c.converts()) {
+      const auto n_per_row = static_cast<std::size_t>(info.ne[0]);
+      const std::size_t nrows = n_per_row ? static_cast<std::size_t>(info.n_elements()) / n_per_row : 0;
+      // f32 view of the source: the mapped bytes themselves when F32 and float-aligned,
+      // else an exact conversion (F16/BF16) or a decode (requantize).
+      const float* x = nullptr;
+      if (info.type == ggml_type::f32 && reinterpret_cast<std::uintptr_t>(src.data()) % alignof(float) == 0) {
+        x = reinterpret_cast<const float*>(src.data());
+      } else {
+        f32.resize(static_cast<std::size_t>(info.n_elements()));
+        SBGQ_TRY_VOID(dequantize_rows(info.type, src, nrows, n_per_row, f32, opt.n_threads));
+        x = f32.data();
+      }
+      const std::size_t row_bytes = static_cast<std::size_t>(row_size(c.type, n_per_row));
+      out.resize(row_bytes * nrows);
+      // Matrices one at a time (3-D expert tensors: each expert has its own weights slice).
+      const std::size_t rows_per_matrix = static_cast<std::size_t>(info.ne[1]);
+      const std::size_t n_mat = rows_per_matrix ? nrows / rows_per_matrix : 0;
+      const float* wts = tensor_weights[k];
+      used_imatrix = wts != nullptr;
+      for (std::size_t m = 0; m < n_mat; ++m) {
+        const std::size_t expert = m % static_cast<std::size_t>(info.ne[2]);
+        auto r = quantize_rows(c.type, x + m * rows_per_matrix * n_per_row, rows_per_matrix, n_per_row,
+                               wts ? wts + expert * n_per_row : nullptr,
+                               std::span<std::byte>(out.data() + m * rows_per_matrix * row_bytes, rows_per_matrix * row_bytes),
+                               opt.n_threads);
+        if (!r) {
+          error e = std::move(r).error();
+          e.context = "tensor '" + c.name + "' -> " + std::string(type_name(c.type)) + ": " + e.context;
+          return e;
+        }
+      }
+      if (const std::size_t bad = dq::first_invalid_block(c.type, out); bad != static_cast<std::size_t>(-1))
+        return dq::fail(error_code::not_finite,
+                        "tensor '" + c.name + "' -> " + std::string(type_name(c.type)) + ": block " + std::to_string(bad) +
+                            " (row " + std::to_string(bad * (is_quantized(c.type) ? block_size(c.type) : 1) / n_per_row) +
+                            ") has a non-finite scale or value; quantized data validation failed");
+      dst = out;
+      ++rep.n_converted;
+      if (used_imatrix) ++rep.n_with_imatrix;
+    }
+    SBGQ_TRY_VOID(w.write_tensor_data(k, dst));
+    dq::release_pages(src);
+    rep.bytes_in += src.size();
+    rep.bytes_out += dst.size();
+    if (opt.progress) {
+      quantize_progress p;
+      p.index = k;
+      p.count = n;
+      p.tensor = &c;
+      p.bytes_in = src.size();
+      p.bytes_out = dst.size();
+      p.total_in = rep.bytes_in;
+      p.total_out = rep.bytes_out;
+      p.used_imatrix = used_imatrix;
+      opt.progress(p);
+    }
+  }
+  SBGQ_TRY_VOID(w.finish());
+  std::error_code ec;
+  const auto fs = std::filesystem::file_size(out_path, ec);
+  rep.file_size = ec ? 0 : static_cast<std::uint64_t>(fs);
+  rep.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return rep;
+}
+
+/// Quantizes the GGUF file `in_path` into `out_path` (atomically; may be the same path).
+///
+/// Input: a GGUF model whose tensors are F32, F16 or BF16 (quantized ones need
+/// allow_requantize and an sbgq codec). Output: see the file comment.
+/// Errors (component "quantize" unless noted): the reader's errors ("gguf", with the
+/// path), not_found (general.architecture or block_count missing), invalid_argument
+/// (ftype sbgq does not produce, bad pattern), unsupported (a chosen or source type
+/// without codec, requantizing without allow_requantize, no fallback for a row length),
+/// size_mismatch (imatrix entry of the wrong size for a tensor other than token_embd),
+/// not_finite (imatrix or input values, or an encoded scale overflowing fp16), io_error.
+/// No output file exists after an error.
+/// Thread-safety: uses opt.n_threads worker threads; concurrent calls are safe.
+inline result<quantize_report> quantize_file(const std::string& in_path, const std::string& out_path,
+                                             const quantize_options& opt) {
+  SBGQ_TRY(const gguf_file in, gguf_file::open(in_path));
+  return quantize_gguf(in, out_path, opt);
+}
+
+SBGQ_END_NAMESPACE

@@ -93,15 +93,15 @@ inline constexpr std::size_t hadamard_max_dense_order = 1024;
 
 namespace detail {
 
-inline bool is_prime(std::size_t q) {
+inline bool hadamard_is_prime(std::size_t q) {
   if (q < 2) return false;
   for (std::size_t d = 2; d * d <= q; ++d)
     if (q % d == 0) return false;
   return true;
 }
-inline bool paley1_order(std::size_t m) { return m >= 4 && is_prime(m - 1) && (m - 1) % 4 == 3; }
+inline bool paley1_order(std::size_t m) { return m >= 4 && hadamard_is_prime(m - 1) && (m - 1) % 4 == 3; }
 inline bool paley2_order(std::size_t m) {
-  return m % 2 == 0 && m >= 4 && is_prime(m / 2 - 1) && (m / 2 - 1) % 4 == 1;
+  return m % 2 == 0 && m >= 4 && hadamard_is_prime(m / 2 - 1) && (m / 2 - 1) % 4 == 1;
 }
 
 /// memo[m]: 0 unknown yet, 1 constructible, 2 not.
@@ -117,7 +117,7 @@ inline bool hadamard_order_known(std::size_t m, std::vector<std::uint8_t>& memo)
 }
 
 /// Legendre symbol table mod prime q: chi[a] for a in 0..q-1.
-inline std::vector<int> legendre_table(std::size_t q) {
+inline std::vector<int> paley_legendre_table(std::size_t q) {
   std::vector<int> chi(q, -1);
   chi[0] = 0;
   for (std::size_t x = 1; x < q; ++x) chi[(x * x) % q] = 1;
@@ -134,7 +134,7 @@ inline std::vector<std::int8_t> build_hadamard(std::size_t m, hadamard_construct
   } else if (paley1_order(m)) {
     how = hadamard_construction::paley1;
     q = m - 1;
-    const std::vector<int> chi = legendre_table(q);
+    const std::vector<int> chi = paley_legendre_table(q);
     for (std::size_t i = 0; i < m; ++i)
       for (std::size_t j = 0; j < m; ++j) {
         int s;  // S[i][j]
@@ -147,7 +147,7 @@ inline std::vector<std::int8_t> build_hadamard(std::size_t m, hadamard_construct
     how = hadamard_construction::paley2;
     q = m / 2 - 1;
     const std::size_t c_order = q + 1;
-    const std::vector<int> chi = legendre_table(q);
+    const std::vector<int> chi = paley_legendre_table(q);
     const int A[2][2] = {{1, -1}, {-1, -1}}, B[2][2] = {{1, 1}, {1, -1}};
     for (std::size_t a = 0; a < c_order; ++a)
       for (std::size_t b = 0; b < c_order; ++b) {
@@ -180,7 +180,7 @@ inline std::vector<std::int8_t> build_hadamard(std::size_t m, hadamard_construct
   return h;
 }
 
-inline std::string odd_times_pow2(std::size_t n) {
+inline std::string hadamard_odd_times_pow2(std::size_t n) {
   const int k = std::countr_zero(n);
   return std::to_string(n >> k) + " x 2^" + std::to_string(k);
 }
@@ -242,7 +242,7 @@ inline result<hadamard_factors> factor_hadamard_size(std::size_t n) {
     if (detail::hadamard_order_known(m, memo)) return hadamard_factors{m, n / m};
   }
   return error(error_code::unsupported, "hadamard",
-               "no Hadamard transform known for n = " + std::to_string(n) + " = " + detail::odd_times_pow2(n) +
+               "no Hadamard transform known for n = " + std::to_string(n) + " = " + detail::hadamard_odd_times_pow2(n) +
                    ": needs a Hadamard matrix of order m = " + std::to_string(odd) +
                    " x 2^j (j <= " + std::to_string(k) + ", m <= " + std::to_string(hadamard_max_dense_order) +
                    ") from Sylvester, Paley I (m-1 prime = 3 mod 4), Paley II (m/2-1 prime = 1 mod 4) or "
@@ -341,7 +341,7 @@ inline std::size_t hadamard_mix_work_size(std::size_t m) {
 }
 
 /// splitmix64 (Steele, Lea, Flood 2014), the documented sign generator.
-inline std::uint64_t splitmix64_next(std::uint64_t& state) {
+inline std::uint64_t hadamard_splitmix64(std::uint64_t& state) {
   std::uint64_t z = (state += 0x9e3779b97f4a7c15ull);
   z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
   z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
@@ -354,16 +354,16 @@ inline std::uint64_t splitmix64_next(std::uint64_t& state) {
 /// algorithm's arithmetic (same butterflies, same operands), so bit-identical to it. The
 /// restrict pointers let the compiler vectorize over the columns.
 #if defined(__clang__)
-#define SBGQ_IVDEP _Pragma("clang loop vectorize(assume_safety)")
+#define SBGQ_HADAMARD_IVDEP _Pragma("clang loop vectorize(assume_safety)")
 #elif defined(__GNUC__)
-#define SBGQ_IVDEP _Pragma("GCC ivdep")
+#define SBGQ_HADAMARD_IVDEP _Pragma("GCC ivdep")
 #else
-#define SBGQ_IVDEP
+#define SBGQ_HADAMARD_IVDEP
 #endif
 
 template <class T, bool Scale>
-inline void rows_radix2(T* SBGQ_RESTRICT r0, T* SBGQ_RESTRICT r1, std::size_t count, T scale) {
-  SBGQ_IVDEP
+inline void fwht_rows_radix2(T* SBGQ_RESTRICT r0, T* SBGQ_RESTRICT r1, std::size_t count, T scale) {
+  SBGQ_HADAMARD_IVDEP
   for (std::size_t c = 0; c < count; ++c) {
     const T a = r0[c], b = r1[c];
     T y0 = a + b, y1 = a - b;
@@ -376,9 +376,9 @@ inline void rows_radix2(T* SBGQ_RESTRICT r0, T* SBGQ_RESTRICT r1, std::size_t co
   }
 }
 template <class T, bool Scale>
-inline void rows_radix4(T* SBGQ_RESTRICT r0, T* SBGQ_RESTRICT r1, T* SBGQ_RESTRICT r2, T* SBGQ_RESTRICT r3,
+inline void fwht_rows_radix4(T* SBGQ_RESTRICT r0, T* SBGQ_RESTRICT r1, T* SBGQ_RESTRICT r2, T* SBGQ_RESTRICT r3,
                         std::size_t count, T scale) {
-  SBGQ_IVDEP
+  SBGQ_HADAMARD_IVDEP
   for (std::size_t c = 0; c < count; ++c) {
     const T a0 = r0[c], a1 = r1[c], a2 = r2[c], a3 = r3[c];
     const T b0 = a0 + a1, b1 = a0 - a1, b2 = a2 + a3, b3 = a2 - a3;       // d = 1
@@ -390,10 +390,10 @@ inline void rows_radix4(T* SBGQ_RESTRICT r0, T* SBGQ_RESTRICT r1, T* SBGQ_RESTRI
   }
 }
 template <class T, bool Scale>
-inline void rows_radix8(T* SBGQ_RESTRICT r0, T* SBGQ_RESTRICT r1, T* SBGQ_RESTRICT r2, T* SBGQ_RESTRICT r3,
+inline void fwht_rows_radix8(T* SBGQ_RESTRICT r0, T* SBGQ_RESTRICT r1, T* SBGQ_RESTRICT r2, T* SBGQ_RESTRICT r3,
                         T* SBGQ_RESTRICT r4, T* SBGQ_RESTRICT r5, T* SBGQ_RESTRICT r6, T* SBGQ_RESTRICT r7,
                         std::size_t count, T scale) {
-  SBGQ_IVDEP
+  SBGQ_HADAMARD_IVDEP
   for (std::size_t c = 0; c < count; ++c) {
     const T a0 = r0[c], a1 = r1[c], a2 = r2[c], a3 = r3[c], a4 = r4[c], a5 = r5[c], a6 = r6[c], a7 = r7[c];
     const T b0 = a0 + a1, b1 = a0 - a1, b2 = a2 + a3, b3 = a2 - a3;       // d = 1
@@ -446,14 +446,14 @@ inline void fwht_rows(simd_level level, T* x, std::size_t ld, std::size_t count,
         if (r == 3) {
           T *p2 = p0 + 2 * st, *p3 = p0 + 3 * st, *p4 = p0 + 4 * st, *p5 = p0 + 5 * st, *p6 = p0 + 6 * st,
             *p7 = p0 + 7 * st;
-          if (last) rows_radix8<T, true>(p0, p1, p2, p3, p4, p5, p6, p7, count, scale);
-          else rows_radix8<T, false>(p0, p1, p2, p3, p4, p5, p6, p7, count, scale);
+          if (last) fwht_rows_radix8<T, true>(p0, p1, p2, p3, p4, p5, p6, p7, count, scale);
+          else fwht_rows_radix8<T, false>(p0, p1, p2, p3, p4, p5, p6, p7, count, scale);
         } else if (r == 2) {
-          if (last) rows_radix4<T, true>(p0, p1, p0 + 2 * st, p0 + 3 * st, count, scale);
-          else rows_radix4<T, false>(p0, p1, p0 + 2 * st, p0 + 3 * st, count, scale);
+          if (last) fwht_rows_radix4<T, true>(p0, p1, p0 + 2 * st, p0 + 3 * st, count, scale);
+          else fwht_rows_radix4<T, false>(p0, p1, p0 + 2 * st, p0 + 3 * st, count, scale);
         } else {
-          if (last) rows_radix2<T, true>(p0, p1, count, scale);
-          else rows_radix2<T, false>(p0, p1, count, scale);
+          if (last) fwht_rows_radix2<T, true>(p0, p1, count, scale);
+          else fwht_rows_radix2<T, false>(p0, p1, count, scale);
         }
       }
     s += r;
@@ -521,7 +521,7 @@ class hadamard_transform {
       t.signs_.resize(n);
       std::uint64_t state = opts.seed, w = 0;
       for (std::size_t i = 0; i < n; ++i) {
-        if (i % 64 == 0) w = detail::splitmix64_next(state);
+        if (i % 64 == 0) w = detail::hadamard_splitmix64(state);
         t.signs_[i] = static_cast<std::uint8_t>((w >> (i % 64)) & 1u);
       }
     }
@@ -649,7 +649,7 @@ class hadamard_transform {
 
 namespace detail {
 
-inline error matrix_shape_error(std::size_t rows, std::size_t cols, std::size_t have, const char* what,
+inline error hadamard_matrix_shape_error(std::size_t rows, std::size_t cols, std::size_t have, const char* what,
                                 std::size_t need) {
   return error(error_code::size_mismatch, "hadamard",
                "matrix " + std::to_string(rows) + " x " + std::to_string(cols) + " (" + std::to_string(have) +
@@ -660,7 +660,7 @@ template <class T>
 inline result<void> apply_right_impl(const hadamard_transform& q, std::span<T> w, std::size_t rows,
                                      std::size_t cols, int n_threads) {
   if (w.size() != rows * cols || cols != q.size())
-    return matrix_shape_error(rows, cols, w.size(), "the number of columns", q.size());
+    return hadamard_matrix_shape_error(rows, cols, w.size(), "the number of columns", q.size());
   const simd_level level = active_simd_level();
   const std::size_t grain = std::max<std::size_t>(1, (std::size_t{1} << 16) / std::max<std::size_t>(cols, 1));
   parallel_for(rows, grain, n_threads, [&](std::size_t r0, std::size_t r1) {
@@ -671,7 +671,7 @@ inline result<void> apply_right_impl(const hadamard_transform& q, std::span<T> w
 }
 
 /// Prefetch hint for [p, p + bytes) (no-op where unsupported).
-inline void prefetch_bytes(const void* p, std::size_t bytes, bool for_write) {
+inline void hadamard_prefetch(const void* p, std::size_t bytes, bool for_write) {
 #if defined(__GNUC__) || defined(__clang__)
   const char* c = static_cast<const char*>(p);
   for (std::size_t i = 0; i < bytes; i += 64) {
@@ -687,7 +687,7 @@ template <class T>
 inline result<void> apply_left_impl(const hadamard_transform& q, std::span<T> w, std::size_t rows,
                                     std::size_t cols, int n_threads) {
   if (w.size() != rows * cols || rows != q.size())
-    return matrix_shape_error(rows, cols, w.size(), "the number of rows", q.size());
+    return hadamard_matrix_shape_error(rows, cols, w.size(), "the number of rows", q.size());
   const simd_level level = active_simd_level();
   // Strips of columns, rows as vectors (apply_columns_unchecked). Each strip (all rows,
   // 256 bytes of each) is first copied into a contiguous buffer: the matrix's rows are
@@ -708,12 +708,12 @@ inline result<void> apply_left_impl(const hadamard_transform& q, std::span<T> w,
       // stay within a 4 KiB page): prefetch `ahead` rows in advance by hand.
       constexpr std::size_t ahead = 16;
       for (std::size_t r = 0; r < rows; ++r) {
-        if (r + ahead < rows) detail::prefetch_bytes(w.data() + (r + ahead) * cols + c0, cw * sizeof(T), false);
+        if (r + ahead < rows) detail::hadamard_prefetch(w.data() + (r + ahead) * cols + c0, cw * sizeof(T), false);
         std::memcpy(buf + r * strip, w.data() + r * cols + c0, cw * sizeof(T));
       }
       q.apply_columns_unchecked<T>(buf, strip, cw, hadamard_transform::op::transpose, level, work.data());
       for (std::size_t r = 0; r < rows; ++r) {
-        if (r + ahead < rows) detail::prefetch_bytes(w.data() + (r + ahead) * cols + c0, cw * sizeof(T), true);
+        if (r + ahead < rows) detail::hadamard_prefetch(w.data() + (r + ahead) * cols + c0, cw * sizeof(T), true);
         std::memcpy(w.data() + r * cols + c0, buf + r * strip, cw * sizeof(T));
       }
     }
@@ -754,14 +754,14 @@ inline result<void> apply_left(const hadamard_transform& q, std::span<double> w,
 inline result<void> apply_both(const hadamard_transform& q_left, const hadamard_transform& q_right,
                                std::span<float> w, std::size_t rows, std::size_t cols, int n_threads = 0) {
   if (rows != q_left.size())
-    return detail::matrix_shape_error(rows, cols, w.size(), "the number of rows", q_left.size());
+    return detail::hadamard_matrix_shape_error(rows, cols, w.size(), "the number of rows", q_left.size());
   SBGQ_TRY_VOID(apply_right(q_right, w, rows, cols, n_threads));
   return apply_left(q_left, w, rows, cols, n_threads);
 }
 inline result<void> apply_both(const hadamard_transform& q_left, const hadamard_transform& q_right,
                                std::span<double> w, std::size_t rows, std::size_t cols, int n_threads = 0) {
   if (rows != q_left.size())
-    return detail::matrix_shape_error(rows, cols, w.size(), "the number of rows", q_left.size());
+    return detail::hadamard_matrix_shape_error(rows, cols, w.size(), "the number of rows", q_left.size());
   SBGQ_TRY_VOID(apply_right(q_right, w, rows, cols, n_threads));
   return apply_left(q_left, w, rows, cols, n_threads);
 }

@@ -124,8 +124,12 @@ TEST_CASE("perplexity of eval.txt at ctx 256 equals libllama's and the README fi
   REQUIRE(ours.running_ppl.size() == static_cast<std::size_t>(n_chunks));
   CHECK(ours.running_ppl.back() == doctest::Approx(ours.ppl).epsilon(1e-12));
   if (n_chunks == all_chunks) {
-    // README: 261.8 (torch, fp32 on the bf16 weights, same tokenization and windows).
-    CHECK(std::fabs(ours.ppl - 261.8) < 0.05 * 2 + 261.8 * 1e-3);
+    // README: 261.8 (torch, fp32 on the bf16 weights, same tokenization, "2nd half of each
+    // window"). Measured here: 261.447 +/- 2.974 for both ours and libllama; the 0.13% gap
+    // is within how the README's script may have delimited the half windows (its exact
+    // scoring positions are not documented), so this check is loose (0.5%) and the
+    // libllama comparison above is the tight one.
+    CHECK(std::fabs(ours.ppl / 261.8 - 1) < 5e-3);
   }
 
   // The accumulator, recomputed independently: nll of the first chunk from a textbook

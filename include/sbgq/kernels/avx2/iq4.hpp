@@ -1,5 +1,5 @@
-// AVX2 kernels for IQ4_NL and IQ4_XS (codec/iq4.hpp): quantize (8 blocks of 32 per
-// vector, one per lane; the body is kernels/shared/iq4-inl.hpp, shared with AVX-512) and
+// AVX2 kernels for IQ4_NL and IQ4_XS (codec/iq4.hpp): quantize (8 blocks of 32 per register,
+// one per lane; the body is kernels/shared/iq4-inl.hpp, shared with AVX-512) and
 // dequantize.
 //
 // Internal: included by codec/iq4.hpp only. Bit-identical to sbgq::ref (the tests in

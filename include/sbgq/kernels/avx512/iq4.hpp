@@ -1,5 +1,5 @@
-// AVX-512 kernels for IQ4_NL and IQ4_XS (codec/iq4.hpp): quantize (16 blocks of 32 per
-// vector, one per lane; the body is kernels/shared/iq4-inl.hpp, shared with AVX2) and
+// AVX-512 kernels for IQ4_NL and IQ4_XS (codec/iq4.hpp): quantize (16 blocks of 32 per register,
+// one per lane; the body is kernels/shared/iq4-inl.hpp, shared with AVX2) and
 // dequantize.
 //
 // Internal: included by codec/iq4.hpp only. Bit-identical to sbgq::ref (the tests in

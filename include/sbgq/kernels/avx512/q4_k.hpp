@@ -1,6 +1,6 @@
 // AVX-512 kernels for Q4_K (codec/q4_k.hpp) and the Q4_K/Q5_K machinery that Q5_K's kernel
 // reuses: quantize with one 32-weight sub-block per lane (body in
-// kernels/shared/q4_k-inl.hpp, shared with AVX2; two super-blocks per vector), and dequantize.
+// kernels/shared/q4_k-inl.hpp, shared with AVX2; two super-blocks per register), and dequantize.
 //
 // Internal: included by codec/q4_k.hpp only. Bit-identical to sbgq::ref (tests force
 // each level and compare with the reference and with llama.cpp).

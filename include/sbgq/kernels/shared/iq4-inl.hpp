@@ -4,8 +4,8 @@
 //
 // Lane mapping ("vectorize across blocks"): lane i searches the 32-weight block i of a
 // group of cv::lanes consecutive blocks. For IQ4_NL a block is a whole block_iq4_nl; for
-// IQ4_XS it is the 32-weight sub-block, so one AVX2 vector holds the 8 sub-blocks of one
-// super-block and one AVX-512 vector holds two super-blocks. Each lane runs
+// IQ4_XS it is the 32-weight sub-block, so one AVX2 register holds the 8 sub-blocks of one
+// super-block and one AVX-512 register two super-blocks (a cv vector is two registers). Each lane runs
 // detail::codec::iq4_search_superblock's per-block loop (algorithms doc 11.2) with the same
 // float operations in the same order: the candidate loop, the sums over j = 0..31, the
 // strict comparisons. Per-lane branches become masks; a lane whose block is all zero
@@ -28,7 +28,7 @@ struct nl_pick {
   cv::vi index;
   cv::vf value;
 };
-inline nl_pick best_index_iq4nl(cv::vf v, const cv::table16& tab, const float* V) {
+SBGQ_CV_INLINE nl_pick best_index_iq4nl(cv::vf v, const cv::table16& tab, const float* V) {
   cv::vi k(1);
   for (int m = 1; m < 15; ++m) k = cv::inc_if(k, cv::nlt(v, cv::vf(V[m])));
   const cv::vi km1 = k - cv::vi(1);
@@ -49,7 +49,7 @@ inline constexpr codebook levels = [] {
 
 /// One "fit" of the reference: sumqx = sum_j w_j q_j x_j, sumq2 = sum_j w_j q_j^2 with
 /// q_j = V[best_index(id * x_j)], j in order.
-inline void fit(const cv::vf* xt, const cv::vf* wt, cv::vf id, const cv::table16& tab, const float* V,
+SBGQ_CV_INLINE void fit(const cv::vf* xt, const cv::vf* wt, cv::vf id, const cv::table16& tab, const float* V,
                 cv::vf& sumqx, cv::vf& sumq2) {
   sumqx = cv::vf(0.0f);
   sumq2 = cv::vf(0.0f);

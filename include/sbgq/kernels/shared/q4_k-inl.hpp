@@ -3,7 +3,7 @@
 // k_quant_common.hpp; it includes nothing itself).
 //
 // Lane mapping: lane i is the 32-weight sub-block i of a group of cv::lanes / 8
-// consecutive super-blocks (AVX2: the 8 sub-blocks of one super-block; AVX-512: two
+// consecutive super-blocks (per register, AVX2: the 8 sub-blocks of one super-block; AVX-512: two
 // super-blocks). Step 1 of codec/q4_k.hpp (weights + H3 search) and step 3 (the
 // re-quantization against the decoded fp16 scales, one true division per weight) run
 // lane-parallel with the reference's operations; step 2 (6-bit codes, H4, fp16) couples

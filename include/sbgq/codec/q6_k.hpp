@@ -21,6 +21,29 @@
 
 SBGQ_BEGIN_NAMESPACE
 
+namespace detail::codec {
+/// Blocks doc 5: per half h of 128 weights, weights 128h + 32g + l for g = 0..3 share
+/// ql[64h + l] / ql[64h + 32 + l] (low nibbles) and qh[32h + l]. L: levels 0..63.
+template <class T>
+inline void pack_q6_k_quants(const T* L, std::uint8_t* ql, std::uint8_t* qh) noexcept {
+  for (int h = 0; h < 2; ++h) {
+    const T* Lh = L + 128 * h;
+    for (int l = 0; l < 32; ++l) {
+      const int q0 = Lh[l], q1 = Lh[l + 32], q2 = Lh[l + 64], q3 = Lh[l + 96];
+      ql[64 * h + l] = static_cast<std::uint8_t>((q0 & 0xF) | ((q2 & 0xF) << 4));
+      ql[64 * h + 32 + l] = static_cast<std::uint8_t>((q1 & 0xF) | ((q3 & 0xF) << 4));
+      qh[32 * h + l] = static_cast<std::uint8_t>((q0 >> 4) | ((q1 >> 4) << 2) | ((q2 >> 4) << 4) | ((q3 >> 4) << 6));
+    }
+  }
+}
+}  // namespace detail::codec
+SBGQ_END_NAMESPACE
+
+#include "../kernels/avx2/q6_k.hpp"
+#include "../kernels/avx512/q6_k.hpp"
+
+SBGQ_BEGIN_NAMESPACE
+
 namespace ref {
 
 /// Quantizes one row (x.size() = 256 * y.size()); `weights` empty or one per column.
@@ -69,18 +92,7 @@ inline void quantize_q6_k(std::span<const float> x, std::span<block_q6_k> y,
         L[16 * j + ii] = static_cast<std::int8_t>(std::max(-32, std::min(31, l)) + 32);
       }
     }
-    // 5. Pack (blocks doc 5): per half h of 128 weights, weights 128h + 32g + l for
-    //    g = 0..3 share ql[64h + l] / ql[64h + 32 + l] (low nibbles) and qh[32h + l].
-    for (int h = 0; h < 2; ++h) {
-      const std::int8_t* Lh = L + 128 * h;
-      for (int l = 0; l < 32; ++l) {
-        const int q0 = Lh[l], q1 = Lh[l + 32], q2 = Lh[l + 64], q3 = Lh[l + 96];
-        out.ql[64 * h + l] = static_cast<std::uint8_t>((q0 & 0xF) | ((q2 & 0xF) << 4));
-        out.ql[64 * h + 32 + l] = static_cast<std::uint8_t>((q1 & 0xF) | ((q3 & 0xF) << 4));
-        out.qh[32 * h + l] =
-            static_cast<std::uint8_t>((q0 >> 4) | ((q1 >> 4) << 2) | ((q2 >> 4) << 4) | ((q3 >> 4) << 6));
-      }
-    }
+    detail::codec::pack_q6_k_quants(L, out.ql, out.qh);
   }
 }
 
@@ -113,15 +125,23 @@ inline void dequantize_q6_k(std::span<const block_q6_k> x, std::span<float> y) n
 }  // namespace ref
 
 namespace detail::codec {
-// Level dispatch; see q4_k.hpp for how kernels are added.
+// Level dispatch to the kernels of kernels/<target>/q6_k.hpp (bit-identical results).
 inline void quantize_q6_k_at(simd_level level, std::span<const float> x, std::span<block_q6_k> y,
                              std::span<const float> w) noexcept {
   switch (level) {
+#if SBGQ_X86_KERNELS
+    case simd_level::avx512: avx512::quantize_q6_k(x, y, w); break;
+    case simd_level::avx2: avx2::quantize_q6_k(x, y, w); break;
+#endif
     default: ref::quantize_q6_k(x, y, w); break;
   }
 }
 inline void dequantize_q6_k_at(simd_level level, std::span<const block_q6_k> x, std::span<float> y) noexcept {
   switch (level) {
+#if SBGQ_X86_KERNELS
+    case simd_level::avx512: avx512::dequantize_q6_k(x, y); break;
+    case simd_level::avx2: avx2::dequantize_q6_k(x, y); break;
+#endif
     default: ref::dequantize_q6_k(x, y); break;
   }
 }

@@ -84,6 +84,53 @@ inline cv::vf make_qkx_quants(int nmax, const cv::vf* x, const cv::vf* w, cv::vi
   return cv::select(flat, cv::vf(0.0f), scale);
 }
 
+/// H1, detail::codec::make_qx_quants on N values per lane, levels -nmax..nmax-1 stored
+/// offset (L = l + nmax; 0 for an all-zero group). w: the error weights, already the
+/// reference's `qw ? qw[i] : x[i] * x[i]`. Returns the scale.
+template <int N>
+inline cv::vf make_qx_quants(int nmax, const cv::vf* x, const cv::vf* w, cv::vi* L) {
+  cv::vf max(0.0f), amax(0.0f);
+  for (int i = 0; i < N; ++i) {
+    const cv::vf ax = cv::abs(x[i]);
+    const cv::vm gt = ax > amax;
+    amax = cv::select(gt, ax, amax);
+    max = cv::select(gt, x[i], max);
+  }
+  const cv::vm zero_group = amax < cv::vf(detail::codec::group_max_eps);
+  const cv::vi lo(-nmax), hi(nmax - 1), off(nmax);
+  cv::vi Lc[N];
+  // One fit: levels for iscale into Lc (offset), sums in index order.
+  auto fit = [&](cv::vf iscale, cv::vf& sumlx, cv::vf& suml2) {
+    sumlx = cv::vf(0.0f);
+    suml2 = cv::vf(0.0f);
+    for (int i = 0; i < N; ++i) {
+      const cv::vi l = cv::max(lo, cv::min(hi, cv::nearest_int(iscale * x[i])));
+      Lc[i] = l + off;
+      const cv::vf fl = cv::to_float(l);
+      sumlx = sumlx + w[i] * x[i] * fl;
+      suml2 = suml2 + w[i] * fl * fl;
+    }
+  };
+  cv::vf sumlx, suml2;
+  fit(cv::vf(static_cast<float>(-nmax)) / max, sumlx, suml2);
+  for (int i = 0; i < N; ++i) L[i] = Lc[i];
+  cv::vf scale = cv::select(suml2 != cv::vf(0.0f), sumlx / suml2, cv::vf(0.0f));
+  cv::vf best = scale * sumlx;
+  for (int is = -9; is <= 9; ++is) {
+    if (is == 0) continue;
+    const float num = -(static_cast<float>(nmax) + 0.1f * static_cast<float>(is));
+    fit(cv::vf(num) / max, sumlx, suml2);
+    // The reference re-runs the same fit to store L; it reproduces Lc and the sums.
+    const cv::vm better = (suml2 > cv::vf(0.0f)) & (sumlx * sumlx > best * suml2);
+    if (!cv::any(better)) continue;
+    for (int i = 0; i < N; ++i) L[i] = cv::select(better, Lc[i], L[i]);
+    scale = cv::select(better, sumlx / suml2, scale);
+    best = cv::select(better, scale * sumlx, best);
+  }
+  for (int i = 0; i < N; ++i) L[i] = cv::select(zero_group, cv::vi(0), L[i]);
+  return cv::select(zero_group, cv::vf(0.0f), scale);
+}
+
 /// Writes lane-major levels (L[k] holds element k of every lane's group of N) to bytes
 /// in group order: out[N * lane + k].
 template <int N>

@@ -139,7 +139,12 @@ namespace detail {
 inline error forward_error(error_code c, std::string msg) { return error(c, "forward", std::move(msg)); }
 
 inline std::string shape_str(std::int64_t r, std::int64_t c) {
-  return "[" + std::to_string(r) + " x " + std::to_string(c) + "]";
+  std::string s = "[";  // appended piecewise: "lit" + to_string() trips GCC 12's -Wrestrict
+  s += std::to_string(r);
+  s += " x ";
+  s += std::to_string(c);
+  s += ']';
+  return s;
 }
 
 inline result<void> check_matrix(const std::string& name, const matrix_f32& m, std::int64_t rows, std::int64_t cols) {

@@ -21,6 +21,69 @@
 
 SBGQ_BEGIN_NAMESPACE
 
+namespace detail::codec {
+
+/// The 4-bit sub-block scale and min codes and the fp16 d/dmin of one super-block from
+/// the 16 H3 results (algorithms doc 12.1 without weights, 12.2 with: H4 weighted by
+/// the sub-block weight sums sw).
+inline void q2_k_codes(bool imatrix, const float* scales, const float* mins, const float* sw,
+                       block_q2_k& out) noexcept {
+  if (!imatrix) {
+    float max_scale = 0.0f, max_min = 0.0f;
+    for (int j = 0; j < 16; ++j) {
+      if (scales[j] > max_scale) max_scale = scales[j];
+      if (mins[j] > max_min) max_min = mins[j];
+    }
+    // 4-bit codes from the unrounded inverse (<= 15 by construction, not clamped).
+    if (max_scale > 0.0f) {
+      const float iscale = 15.0f / max_scale;
+      for (int j = 0; j < 16; ++j) out.scales[j] = static_cast<std::uint8_t>(nearest_int(iscale * scales[j]));
+      out.d = to_f16(max_scale / 15.0f);
+    } else {
+      for (int j = 0; j < 16; ++j) out.scales[j] = 0;
+      out.d = to_f16(0.0f);
+    }
+    if (max_min > 0.0f) {
+      const float iscale = 15.0f / max_min;
+      for (int j = 0; j < 16; ++j)
+        out.scales[j] = static_cast<std::uint8_t>(out.scales[j] | (nearest_int(iscale * mins[j]) << 4));
+      out.dmin = to_f16(max_min / 15.0f);
+    } else {
+      out.dmin = to_f16(0.0f);
+    }
+  } else {
+    std::uint8_t Ls[16], Lm[16];
+    const float dm = make_qp_quants(16, 15, scales, Ls, sw);
+    const float mm = make_qp_quants(16, 15, mins, Lm, sw);
+    out.d = to_f16(dm);
+    out.dmin = to_f16(mm);
+    for (int j = 0; j < 16; ++j) out.scales[j] = static_cast<std::uint8_t>(Ls[j] | (Lm[j] << 4));
+  }
+}
+
+/// Decoded scale dj = d * s_j and min m = dmin * m_j of sub-block j.
+inline void q2_k_decoded_scale_min(const block_q2_k& out, int j, float& dj, float& m) noexcept {
+  dj = to_f32(out.d) * static_cast<float>(out.scales[j] & 0xF);
+  m = to_f32(out.dmin) * static_cast<float>(out.scales[j] >> 4);
+}
+
+/// Pack (blocks doc 6): byte 32h + l holds weights 128h + l + 32g in bits 2g..2g+1.
+inline void pack_q2_k_quants(const std::uint8_t* L, std::uint8_t* qs) noexcept {
+  for (int h = 0; h < 2; ++h)
+    for (int l = 0; l < 32; ++l) {
+      const std::uint8_t* Lh = L + 128 * h;
+      qs[32 * h + l] = static_cast<std::uint8_t>(Lh[l] | (Lh[l + 32] << 2) | (Lh[l + 64] << 4) | (Lh[l + 96] << 6));
+    }
+}
+
+}  // namespace detail::codec
+SBGQ_END_NAMESPACE
+
+#include "../kernels/avx2/q2_k.hpp"
+#include "../kernels/avx512/q2_k.hpp"
+
+SBGQ_BEGIN_NAMESPACE
+
 namespace ref {
 
 /// Quantizes one row (x.size() = 256 * y.size()); `weights` empty or one per column.
@@ -33,44 +96,22 @@ inline void quantize_q2_k(std::span<const float> x, std::span<block_q2_k> y,
   float w16[16];
   float scales[16];
   float mins[16];
+  float sw[16];
   for (std::size_t b = 0; b < y.size(); ++b) {
     const float* xb = x.data() + b * qk_k;
     block_q2_k& out = y[b];
     if (weights.empty()) {
       // 12.1: weights |x|, H3 with (16, 3, -0.5, 0.1, 15) and the *absolute* error.
-      float max_scale = 0.0f, max_min = 0.0f;
       for (int j = 0; j < 16; ++j) {
         for (int l = 0; l < 16; ++l) w16[l] = std::fabs(xb[16 * j + l]);
         scales[j] = detail::codec::make_qkx_quants(16, 3, xb + 16 * j, w16, L + 16 * j, &mins[j], Laux, -0.5f,
-                                            0.1f, 15, true);
-        if (scales[j] > max_scale) max_scale = scales[j];
-        if (mins[j] > max_min) max_min = mins[j];
-      }
-      // 4-bit codes from the unrounded inverse (<= 15 by construction, not clamped).
-      if (max_scale > 0.0f) {
-        const float iscale = 15.0f / max_scale;
-        for (int j = 0; j < 16; ++j)
-          out.scales[j] = static_cast<std::uint8_t>(detail::codec::nearest_int(iscale * scales[j]));
-        out.d = to_f16(max_scale / 15.0f);
-      } else {
-        for (int j = 0; j < 16; ++j) out.scales[j] = 0;
-        out.d = to_f16(0.0f);
-      }
-      if (max_min > 0.0f) {
-        const float iscale = 15.0f / max_min;
-        for (int j = 0; j < 16; ++j)
-          out.scales[j] = static_cast<std::uint8_t>(out.scales[j] | (detail::codec::nearest_int(iscale * mins[j]) << 4));
-        out.dmin = to_f16(max_min / 15.0f);
-      } else {
-        out.dmin = to_f16(0.0f);
+                                                   0.1f, 15, true);
       }
     } else {
       // 12.2: sigma2 = sum(x^2)/256 (no factor 2 here, unlike Q3_K..Q5_K); weights
-      // qw * sqrtf(sigma2 + x^2); H3 with (-0.9, 0.05, 36) and squared error; then the
-      // 4-bit scales and mins are fitted by H4 weighted by the sub-block weight sums.
+      // qw * sqrtf(sigma2 + x^2); H3 with (-0.9, 0.05, 36) and squared error.
       const float* qw = weights.data() + b * qk_k;
       const float sigma2 = detail::codec::sum_squares(xb, 256) / 256.0f;
-      float sw[16];
       for (int j = 0; j < 16; ++j) {
         float sumw = 0.0f;
         for (int l = 0; l < 16; ++l) {
@@ -80,34 +121,22 @@ inline void quantize_q2_k(std::span<const float> x, std::span<block_q2_k> y,
         }
         sw[j] = sumw;
         scales[j] = detail::codec::make_qkx_quants(16, 3, xb + 16 * j, w16, L + 16 * j, &mins[j], Laux, -0.9f,
-                                            0.05f, 36, false);
+                                                   0.05f, 36, false);
       }
-      std::uint8_t Ls[16], Lm[16];
-      const float dm = detail::codec::make_qp_quants(16, 15, scales, Ls, sw);
-      const float mm = detail::codec::make_qp_quants(16, 15, mins, Lm, sw);
-      out.d = to_f16(dm);
-      out.dmin = to_f16(mm);
-      for (int j = 0; j < 16; ++j) out.scales[j] = static_cast<std::uint8_t>(Ls[j] | (Lm[j] << 4));
     }
+    detail::codec::q2_k_codes(!weights.empty(), scales, mins, sw, out);
     // Re-quantize against the decoded fp16 scales with a true division; a sub-block
     // whose decoded scale is 0 keeps H3's L.
-    const float D = to_f32(out.d), M = to_f32(out.dmin);
     for (int j = 0; j < 16; ++j) {
-      const float dj = D * static_cast<float>(out.scales[j] & 0xF);
+      float dj = 0.0f, m = 0.0f;
+      detail::codec::q2_k_decoded_scale_min(out, j, dj, m);
       if (dj == 0.0f) continue;
-      const float m = M * static_cast<float>(out.scales[j] >> 4);
       for (int ii = 0; ii < 16; ++ii) {
         const int l = detail::codec::nearest_int((xb[16 * j + ii] + m) / dj);
         L[16 * j + ii] = static_cast<std::uint8_t>(std::max(0, std::min(3, l)));
       }
     }
-    // Pack (blocks doc 6): byte 32h + l holds weights 128h + l + 32g in bits 2g..2g+1.
-    for (int h = 0; h < 2; ++h)
-      for (int l = 0; l < 32; ++l) {
-        const std::uint8_t* Lh = L + 128 * h;
-        out.qs[32 * h + l] =
-            static_cast<std::uint8_t>(Lh[l] | (Lh[l + 32] << 2) | (Lh[l + 64] << 4) | (Lh[l + 96] << 6));
-      }
+    detail::codec::pack_q2_k_quants(L, out.qs);
   }
 }
 
@@ -132,15 +161,23 @@ inline void dequantize_q2_k(std::span<const block_q2_k> x, std::span<float> y) n
 }  // namespace ref
 
 namespace detail::codec {
-// Level dispatch; see q4_k.hpp for how kernels are added.
+// Level dispatch to the kernels of kernels/<target>/q2_k.hpp (bit-identical results).
 inline void quantize_q2_k_at(simd_level level, std::span<const float> x, std::span<block_q2_k> y,
                              std::span<const float> w) noexcept {
   switch (level) {
+#if SBGQ_X86_KERNELS
+    case simd_level::avx512: avx512::quantize_q2_k(x, y, w); break;
+    case simd_level::avx2: avx2::quantize_q2_k(x, y, w); break;
+#endif
     default: ref::quantize_q2_k(x, y, w); break;
   }
 }
 inline void dequantize_q2_k_at(simd_level level, std::span<const block_q2_k> x, std::span<float> y) noexcept {
   switch (level) {
+#if SBGQ_X86_KERNELS
+    case simd_level::avx512: avx512::dequantize_q2_k(x, y); break;
+    case simd_level::avx2: avx2::dequantize_q2_k(x, y); break;
+#endif
     default: ref::dequantize_q2_k(x, y); break;
   }
 }

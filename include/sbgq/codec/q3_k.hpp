@@ -21,6 +21,79 @@
 
 SBGQ_BEGIN_NAMESPACE
 
+namespace detail::codec {
+
+/// The 6-bit sub-block scale codes and fp16 d of one super-block from the 16 search
+/// scales (algorithms doc 13.1 step 2 without weights; 13.2, H1 over the scales
+/// weighted by the sub-block weight sums sw, with them). Zeroes and fills out.scales.
+inline void q3_k_codes(bool imatrix, const float* scales, const float* sw, block_q3_k& out) noexcept {
+  for (int k = 0; k < 12; ++k) out.scales[k] = 0;
+  if (!imatrix) {
+    // Keep the signed scale of largest magnitude (strict >, first wins).
+    float max_scale = 0.0f, amax = 0.0f;
+    for (int j = 0; j < 16; ++j) {
+      const float scale = std::fabs(scales[j]);
+      if (scale > amax) {
+        amax = scale;
+        max_scale = scales[j];
+      }
+    }
+    // 6-bit codes from the unrounded iscale = -32/max_scale. The code is narrowed to
+    // int8 *before* the clamp (a C quirk kept for bit-exactness), then biased by +32.
+    if (max_scale != 0.0f) {
+      const float iscale = -32.0f / max_scale;
+      for (int j = 0; j < 16; ++j) {
+        const auto l8 = static_cast<std::int8_t>(nearest_int(iscale * scales[j]));
+        const int S = std::max(-32, std::min(31, static_cast<int>(l8))) + 32;
+        put_scale_q3_k(j, S, out.scales);
+      }
+      out.d = to_f16(1.0f / iscale);
+    } else {
+      out.d = to_f16(0.0f);
+    }
+  } else {
+    // H1 (nmax 32) over the 16 scales; its L is already biased by +32.
+    std::int8_t Ls[16];
+    const float d_block = make_qx_quants(16, 32, scales, Ls, sw);
+    for (int j = 0; j < 16; ++j) put_scale_q3_k(j, Ls[j], out.scales);
+    out.d = to_f16(d_block);
+  }
+}
+
+/// Decoded scale of sub-block j: d * (S_j - 32).
+inline float q3_k_decoded_scale(const block_q3_k& out, int j) noexcept {
+  return to_f32(out.d) * static_cast<float>(get_scale_q3_k(j, out.scales) - 32);
+}
+
+/// Steps 4-5: the third bit of weight i goes to bit i/32 of hmask[i%32]; the low 2 bits
+/// are packed as Q2_K. L: levels 0..7.
+template <class T>
+inline void pack_q3_k_quants(const T* L, std::uint8_t* hmask, std::uint8_t* qs) noexcept {
+  std::uint8_t low[256];
+  for (int k = 0; k < 32; ++k) hmask[k] = 0;
+  for (int i = 0; i < 256; ++i) {
+    int l = L[i];
+    if (l > 3) {
+      hmask[i % 32] = static_cast<std::uint8_t>(hmask[i % 32] | (1u << (i / 32)));
+      l -= 4;
+    }
+    low[i] = static_cast<std::uint8_t>(l);
+  }
+  for (int h = 0; h < 2; ++h)
+    for (int l = 0; l < 32; ++l) {
+      const std::uint8_t* Lh = low + 128 * h;
+      qs[32 * h + l] = static_cast<std::uint8_t>(Lh[l] | (Lh[l + 32] << 2) | (Lh[l + 64] << 4) | (Lh[l + 96] << 6));
+    }
+}
+
+}  // namespace detail::codec
+SBGQ_END_NAMESPACE
+
+#include "../kernels/avx2/q3_k.hpp"
+#include "../kernels/avx512/q3_k.hpp"
+
+SBGQ_BEGIN_NAMESPACE
+
 namespace ref {
 
 /// Quantizes one row (x.size() = 256 * y.size()); `weights` empty or one per column.
@@ -30,43 +103,19 @@ inline void quantize_q3_k(std::span<const float> x, std::span<block_q3_k> y,
   SBGQ_DASSERT(weights.empty() || weights.size() == x.size());
   std::int8_t L[256];
   float scales[16];
+  float sw[16];
   for (std::size_t b = 0; b < y.size(); ++b) {
     const float* xb = x.data() + b * qk_k;
     block_q3_k& out = y[b];
-    for (int k = 0; k < 12; ++k) out.scales[k] = 0;
     if (weights.empty()) {
-      // 13.1 step 1: H2 per sub-block; keep the signed scale of largest magnitude.
-      float max_scale = 0.0f, amax = 0.0f;
-      for (int j = 0; j < 16; ++j) {
-        scales[j] = detail::codec::make_q3_quants(16, 4, xb + 16 * j, L + 16 * j);
-        const float scale = std::fabs(scales[j]);
-        if (scale > amax) {
-          amax = scale;
-          max_scale = scales[j];
-        }
-      }
-      // Step 2: 6-bit codes from the unrounded iscale = -32/max_scale. The code is
-      // narrowed to int8 *before* the clamp (a C quirk kept for bit-exactness), then
-      // biased by +32.
-      if (max_scale != 0.0f) {
-        const float iscale = -32.0f / max_scale;
-        for (int j = 0; j < 16; ++j) {
-          const auto l8 = static_cast<std::int8_t>(detail::codec::nearest_int(iscale * scales[j]));
-          const int S = std::max(-32, std::min(31, static_cast<int>(l8))) + 32;
-          detail::codec::put_scale_q3_k(j, S, out.scales);
-        }
-        out.d = to_f16(1.0f / iscale);
-      } else {
-        out.d = to_f16(0.0f);
-      }
+      // 13.1 step 1: H2 per sub-block.
+      for (int j = 0; j < 16; ++j) scales[j] = detail::codec::make_q3_quants(16, 4, xb + 16 * j, L + 16 * j);
     } else {
       // 13.2: sigma2 = 2*sum(x^2)/256; weights qw * sqrtf(sigma2 + x^2); H1 per
-      // sub-block (nmax 4); then H1 again (nmax 32) over the 16 scales, weighted by the
-      // sub-block weight sums; its L is already biased by +32.
+      // sub-block (nmax 4).
       const float* qw = weights.data() + b * qk_k;
       const float sigma2 = 2.0f * detail::codec::sum_squares(xb, 256) / 256.0f;
       float w16[16];
-      float sw[16];
       for (int j = 0; j < 16; ++j) {
         float sumw = 0.0f;
         for (int l = 0; l < 16; ++l) {
@@ -77,37 +126,19 @@ inline void quantize_q3_k(std::span<const float> x, std::span<block_q3_k> y,
         sw[j] = sumw;
         scales[j] = detail::codec::make_qx_quants(16, 4, xb + 16 * j, L + 16 * j, w16);
       }
-      std::int8_t Ls[16];
-      const float d_block = detail::codec::make_qx_quants(16, 32, scales, Ls, sw);
-      for (int j = 0; j < 16; ++j) detail::codec::put_scale_q3_k(j, Ls[j], out.scales);
-      out.d = to_f16(d_block);
     }
+    detail::codec::q3_k_codes(!weights.empty(), scales, sw, out);
     // 13.1 step 3: re-quantize against the decoded fp16 d (true division); a sub-block
     // with a zero decoded scale keeps its search L (+4 offset, or raw 0 if all-zero).
-    const float D = to_f32(out.d);
     for (int j = 0; j < 16; ++j) {
-      const float dj = D * static_cast<float>(detail::codec::get_scale_q3_k(j, out.scales) - 32);
+      const float dj = detail::codec::q3_k_decoded_scale(out, j);
       if (dj == 0.0f) continue;
       for (int ii = 0; ii < 16; ++ii) {
         const int l = detail::codec::nearest_int(xb[16 * j + ii] / dj);
         L[16 * j + ii] = static_cast<std::int8_t>(std::max(-4, std::min(3, l)) + 4);
       }
     }
-    // Step 4: the third bit of weight i goes to bit i/32 of hmask[i%32].
-    for (int k = 0; k < 32; ++k) out.hmask[k] = 0;
-    for (int i = 0; i < 256; ++i) {
-      if (L[i] > 3) {
-        out.hmask[i % 32] = static_cast<std::uint8_t>(out.hmask[i % 32] | (1u << (i / 32)));
-        L[i] = static_cast<std::int8_t>(L[i] - 4);
-      }
-    }
-    // Step 5: the low 2 bits, packed as Q2_K.
-    for (int h = 0; h < 2; ++h)
-      for (int l = 0; l < 32; ++l) {
-        const std::int8_t* Lh = L + 128 * h;
-        out.qs[32 * h + l] =
-            static_cast<std::uint8_t>(Lh[l] | (Lh[l + 32] << 2) | (Lh[l + 64] << 4) | (Lh[l + 96] << 6));
-      }
+    detail::codec::pack_q3_k_quants(L, out.hmask, out.qs);
   }
 }
 
@@ -136,15 +167,23 @@ inline void dequantize_q3_k(std::span<const block_q3_k> x, std::span<float> y) n
 }  // namespace ref
 
 namespace detail::codec {
-// Level dispatch; see q4_k.hpp for how kernels are added.
+// Level dispatch to the kernels of kernels/<target>/q3_k.hpp (bit-identical results).
 inline void quantize_q3_k_at(simd_level level, std::span<const float> x, std::span<block_q3_k> y,
                              std::span<const float> w) noexcept {
   switch (level) {
+#if SBGQ_X86_KERNELS
+    case simd_level::avx512: avx512::quantize_q3_k(x, y, w); break;
+    case simd_level::avx2: avx2::quantize_q3_k(x, y, w); break;
+#endif
     default: ref::quantize_q3_k(x, y, w); break;
   }
 }
 inline void dequantize_q3_k_at(simd_level level, std::span<const block_q3_k> x, std::span<float> y) noexcept {
   switch (level) {
+#if SBGQ_X86_KERNELS
+    case simd_level::avx512: avx512::dequantize_q3_k(x, y); break;
+    case simd_level::avx2: avx2::dequantize_q3_k(x, y); break;
+#endif
     default: ref::dequantize_q3_k(x, y); break;
   }
 }

@@ -1,5 +1,6 @@
 // AVX2 instantiation of the K-quant search helpers (kernels/shared/k_quant_common-inl.hpp):
-// H3 (make_qkx_quants) on cv::lanes groups at once, one group per lane.
+// H1 (make_qx_quants), H2 (make_q3_quants) and H3 (make_qkx_quants) on cv::lanes groups
+// at once, one group per lane.
 //
 // Internal: included by kernels/avx2/q*_k.hpp only.
 #pragma once

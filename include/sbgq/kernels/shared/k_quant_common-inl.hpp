@@ -131,6 +131,58 @@ inline cv::vf make_qx_quants(int nmax, const cv::vf* x, const cv::vf* w, cv::vi*
   return cv::select(zero_group, cv::vf(0.0f), scale);
 }
 
+/// H2, detail::codec::make_q3_quants on N values per lane (weights x^2, levels
+/// -nmax..nmax-1 stored offset by +nmax; 0 for an all-zero group). The coordinate
+/// descent visits i in order within each lane; a lane stops after its first pass without
+/// a change (the reference's break), the vector after all lanes have stopped.
+template <int N>
+inline cv::vf make_q3_quants(int nmax, const cv::vf* x, cv::vi* L) {
+  cv::vf max(0.0f), amax(0.0f);
+  for (int i = 0; i < N; ++i) {
+    const cv::vf ax = cv::abs(x[i]);
+    const cv::vm gt = ax > amax;
+    amax = cv::select(gt, ax, amax);
+    max = cv::select(gt, x[i], max);
+  }
+  const cv::vm zero_group = amax < cv::vf(detail::codec::group_max_eps);
+  const cv::vi lo(-nmax), hi(nmax - 1);
+  const cv::vf iscale = cv::vf(static_cast<float>(-nmax)) / max;
+  cv::vf sumlx(0.0f), suml2(0.0f);
+  for (int i = 0; i < N; ++i) {
+    L[i] = cv::max(lo, cv::min(hi, cv::nearest_int(iscale * x[i])));
+    const cv::vf w = x[i] * x[i];
+    const cv::vf fl = cv::to_float(L[i]);
+    sumlx = sumlx + w * x[i] * fl;
+    suml2 = suml2 + w * fl * fl;
+  }
+  cv::vm active = ~zero_group;
+  for (int itry = 0; itry < 5 && cv::any(active); ++itry) {
+    cv::vm changed = cv::vf(0.0f) != cv::vf(0.0f);  // all false
+    for (int i = 0; i < N; ++i) {
+      const cv::vf w = x[i] * x[i];
+      const cv::vf li = cv::to_float(L[i]);
+      cv::vf slx = sumlx - w * x[i] * li;
+      const cv::vm open = active & (slx > cv::vf(0.0f));
+      if (!cv::any(open)) continue;
+      cv::vf sl2 = suml2 - w * li * li;
+      const cv::vi new_l = cv::max(lo, cv::min(hi, cv::nearest_int(x[i] * sl2 / slx)));
+      const cv::vm differs = open & ~(new_l == L[i]);
+      const cv::vf fl = cv::to_float(new_l);
+      slx = slx + w * x[i] * fl;
+      sl2 = sl2 + w * fl * fl;
+      const cv::vm take = differs & (sl2 > cv::vf(0.0f)) & (slx * slx * suml2 > sumlx * sumlx * sl2);
+      L[i] = cv::select(take, new_l, L[i]);
+      sumlx = cv::select(take, slx, sumlx);
+      suml2 = cv::select(take, sl2, suml2);
+      changed = changed | take;
+    }
+    active = active & changed;
+  }
+  const cv::vi off(nmax);
+  for (int i = 0; i < N; ++i) L[i] = cv::select(zero_group, cv::vi(0), L[i] + off);
+  return cv::select(zero_group, cv::vf(0.0f), cv::select(suml2 > cv::vf(0.0f), sumlx / suml2, cv::vf(0.0f)));
+}
+
 /// Writes lane-major levels (L[k] holds element k of every lane's group of N) to bytes
 /// in group order: out[N * lane + k].
 template <int N>

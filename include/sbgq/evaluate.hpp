@@ -107,7 +107,7 @@ struct kld_result {
   std::vector<float> kld;  ///< per scored token, chunk after chunk
 };
 
-namespace detail {
+namespace detail::eval {
 
 inline error eval_error(error_code c, std::string msg, std::uint64_t off = error::npos) {
   return error(c, "evaluate", std::move(msg), off);
@@ -148,7 +148,7 @@ inline double percentile_sorted(const std::vector<float>& v, double f) noexcept 
 
 inline void put_u32(std::vector<std::byte>& b, std::size_t at, std::uint32_t v) { std::memcpy(b.data() + at, &v, 4); }
 
-}  // namespace detail
+}  // namespace detail::eval
 
 /// Accumulates perplexity chunk by chunk from logits (ours, libllama's, anyone's).
 /// Not thread-safe; results are deterministic (sums in chunk and position order).
@@ -168,17 +168,17 @@ class perplexity_accumulator {
     const std::int64_t rows = scored_per_chunk();
     if (static_cast<std::int64_t>(chunk.size()) != ctx_ || n_vocab <= 0 ||
         static_cast<std::int64_t>(logits.size()) != rows * n_vocab)
-      return detail::eval_error(error_code::size_mismatch,
+      return detail::eval::eval_error(error_code::size_mismatch,
                                 "perplexity chunk: expected " + std::to_string(ctx_) + " tokens and " +
                                     std::to_string(rows) + " x n_vocab logits, got " + std::to_string(chunk.size()) +
                                     " tokens and " + std::to_string(logits.size()) + " values");
     for (std::int64_t i = 0; i < rows; ++i) {
       const std::int32_t next = chunk[static_cast<std::size_t>(first_ + i + 1)];
       if (next < 0 || next >= n_vocab)
-        return detail::eval_error(error_code::bad_value, "token id " + std::to_string(next) + " outside [0, " +
+        return detail::eval::eval_error(error_code::bad_value, "token id " + std::to_string(next) + " outside [0, " +
                                                              std::to_string(n_vocab) + ")");
       const float* z = logits.data() + i * n_vocab;
-      const auto [mx, log_sum] = detail::log_softmax_terms(z, n_vocab);
+      const auto [mx, log_sum] = detail::eval::log_softmax_terms(z, n_vocab);
       const double v = -(static_cast<double>(z[next] - mx) - log_sum);
       nll_sum_ += v;
       nll2_sum_ += v * v;
@@ -193,7 +193,7 @@ class perplexity_accumulator {
     perplexity_result r;
     r.n_chunks = n_chunks_;
     r.n_scored = static_cast<std::int64_t>(nll_.size());
-    const auto [mean, err] = detail::mean_and_error(nll_sum_, nll2_sum_, r.n_scored);
+    const auto [mean, err] = detail::eval::mean_and_error(nll_sum_, nll2_sum_, r.n_scored);
     r.mean_nll = mean;
     r.ppl = std::exp(mean);
     r.ppl_error = r.ppl * err;
@@ -229,7 +229,7 @@ class base_logits_writer {
                                            std::span<const std::int32_t> chunk_tokens) {
     if (ctx < 4 || n_vocab <= 0 || n_vocab > (std::int64_t{1} << 30) || chunk_tokens.empty() ||
         static_cast<std::int64_t>(chunk_tokens.size()) % ctx != 0)
-      return detail::eval_error(error_code::invalid_argument,
+      return detail::eval::eval_error(error_code::invalid_argument,
                                 "base logits: need ctx >= 4, a vocabulary and whole chunks of ctx tokens");
     base_logits_writer w;
     SBGQ_TRY(w.file_, output_file::create(path));
@@ -238,10 +238,10 @@ class base_logits_writer {
     w.n_chunks_ = static_cast<std::int64_t>(chunk_tokens.size()) / ctx;
     std::vector<std::byte> head(32);
     std::memcpy(head.data(), magic, 8);
-    detail::put_u32(head, 8, static_cast<std::uint32_t>(n_vocab));
-    detail::put_u32(head, 12, static_cast<std::uint32_t>(ctx));
-    detail::put_u32(head, 16, static_cast<std::uint32_t>(ctx / 2));
-    detail::put_u32(head, 20, 0);
+    detail::eval::put_u32(head, 8, static_cast<std::uint32_t>(n_vocab));
+    detail::eval::put_u32(head, 12, static_cast<std::uint32_t>(ctx));
+    detail::eval::put_u32(head, 16, static_cast<std::uint32_t>(ctx / 2));
+    detail::eval::put_u32(head, 20, 0);
     const auto nc = static_cast<std::uint64_t>(w.n_chunks_);
     std::memcpy(head.data() + 24, &nc, 8);
     SBGQ_TRY_VOID(w.file_.write(head));
@@ -254,15 +254,15 @@ class base_logits_writer {
   result<void> append_chunk(std::span<const float> logits) {
     const std::int64_t first = ctx_ / 2, rows = ctx_ - 1 - first;
     if (done_chunks_ >= n_chunks_)
-      return detail::eval_error(error_code::invalid_argument, "base logits: more chunks than announced");
+      return detail::eval::eval_error(error_code::invalid_argument, "base logits: more chunks than announced");
     if (static_cast<std::int64_t>(logits.size()) != rows * n_vocab_)
-      return detail::eval_error(error_code::size_mismatch, "base logits: expected " + std::to_string(rows * n_vocab_) +
+      return detail::eval::eval_error(error_code::size_mismatch, "base logits: expected " + std::to_string(rows * n_vocab_) +
                                                                " logits, got " + std::to_string(logits.size()));
     std::vector<std::byte> rec(static_cast<std::size_t>(16 + 2 * n_vocab_));
     const std::int32_t* chunk = tokens_.data() + done_chunks_ * ctx_;
     for (std::int64_t i = 0; i < rows; ++i) {
       const float* z = logits.data() + i * n_vocab_;
-      const auto [mx, log_sum] = detail::log_softmax_terms(z, n_vocab_);
+      const auto [mx, log_sum] = detail::eval::log_softmax_terms(z, n_vocab_);
       double lo = 0, hi = -std::numeric_limits<double>::infinity();
       std::int32_t top = 0;
       for (std::int64_t j = 0; j < n_vocab_; ++j) {
@@ -278,7 +278,7 @@ class base_logits_writer {
       const float lo_f = static_cast<float>(lo), step_f = static_cast<float>(span / 65535.0);
       const std::int32_t next = chunk[first + i + 1];
       if (next < 0 || next >= n_vocab_)
-        return detail::eval_error(error_code::bad_value, "token id " + std::to_string(next) + " outside the vocabulary");
+        return detail::eval::eval_error(error_code::bad_value, "token id " + std::to_string(next) + " outside the vocabulary");
       const float target = static_cast<float>(static_cast<double>(z[next] - mx) - log_sum);
       std::memcpy(rec.data(), &lo_f, 4);
       std::memcpy(rec.data() + 4, &step_f, 4);
@@ -299,7 +299,7 @@ class base_logits_writer {
   /// Renames the file into place. Errors: invalid_argument if chunks are missing.
   result<void> commit() {
     if (done_chunks_ != n_chunks_)
-      return detail::eval_error(error_code::invalid_argument, "base logits: " + std::to_string(done_chunks_) + " of " +
+      return detail::eval::eval_error(error_code::invalid_argument, "base logits: " + std::to_string(done_chunks_) + " of " +
                                                                   std::to_string(n_chunks_) + " chunks written");
     return file_.commit();
   }
@@ -319,9 +319,9 @@ class base_logits_file {
     SBGQ_TRY(f.map_, mapped_file::open(path));
     const std::byte* p = f.map_.data();
     const std::uint64_t size = f.map_.size();
-    if (size < 32) return detail::eval_error(error_code::truncated, path + ": shorter than the 32-byte header", size);
+    if (size < 32) return detail::eval::eval_error(error_code::truncated, path + ": shorter than the 32-byte header", size);
     if (std::memcmp(p, base_logits_writer::magic, 8) != 0)
-      return detail::eval_error(error_code::bad_magic, path + ": not an sbgq base-logits file", 0);
+      return detail::eval::eval_error(error_code::bad_magic, path + ": not an sbgq base-logits file", 0);
     std::uint32_t nv, ctx, first;
     std::uint64_t nc;
     std::memcpy(&nv, p + 8, 4);
@@ -329,7 +329,7 @@ class base_logits_file {
     std::memcpy(&first, p + 16, 4);
     std::memcpy(&nc, p + 24, 8);
     if (nv == 0 || nv > (1u << 30) || ctx < 4 || first != ctx / 2 || nc == 0)
-      return detail::eval_error(error_code::bad_value, path + ": invalid n_vocab " + std::to_string(nv) + ", ctx " +
+      return detail::eval::eval_error(error_code::bad_value, path + ": invalid n_vocab " + std::to_string(nv) + ", ctx " +
                                                            std::to_string(ctx) + ", first " + std::to_string(first) +
                                                            " or n_chunks " + std::to_string(nc), 8);
     f.n_vocab_ = nv;
@@ -341,9 +341,9 @@ class base_logits_file {
     if (!detail::checked_mul(nc, std::uint64_t{4} * ctx, tok_bytes) || !detail::checked_mul(nc, rows, n_rec) ||
         !detail::checked_mul(n_rec, std::uint64_t{16} + 2ull * nv, rec_total) ||
         !detail::checked_add(std::uint64_t{32} + tok_bytes, rec_total, total))
-      return detail::eval_error(error_code::overflow, path + ": header sizes overflow", 24);
+      return detail::eval::eval_error(error_code::overflow, path + ": header sizes overflow", 24);
     if (total != size)
-      return detail::eval_error(size < total ? error_code::truncated : error_code::bad_range,
+      return detail::eval::eval_error(size < total ? error_code::truncated : error_code::bad_range,
                                 path + ": expected " + std::to_string(total) + " bytes for " + std::to_string(nc) +
                                     " chunks, file has " + std::to_string(size), size);
     f.tokens_.resize(static_cast<std::size_t>(nc * ctx));
@@ -400,9 +400,9 @@ class kld_accumulator {
   result<void> add(std::span<const float> z, const base_logits_row& base, std::int32_t next) {
     const auto n = static_cast<std::int64_t>(z.size());
     if (static_cast<std::int64_t>(base.log_p.size()) != n || n == 0)
-      return detail::eval_error(error_code::size_mismatch, "kld: logits and base rows differ in length");
-    if (next < 0 || next >= n) return detail::eval_error(error_code::bad_value, "kld: token outside the vocabulary");
-    const auto [mx, log_sum] = detail::log_softmax_terms(z.data(), n);
+      return detail::eval::eval_error(error_code::size_mismatch, "kld: logits and base rows differ in length");
+    if (next < 0 || next >= n) return detail::eval::eval_error(error_code::bad_value, "kld: token outside the vocabulary");
+    const auto [mx, log_sum] = detail::eval::log_softmax_terms(z.data(), n);
     double kld = 0;
     std::int64_t top = 0;
     for (std::int64_t j = 0; j < n; ++j) {
@@ -435,9 +435,9 @@ class kld_accumulator {
     const auto n = static_cast<std::int64_t>(kld_.size());
     r.n = n;
     if (n == 0) return r;
-    const auto lp = detail::mean_and_error(s_nll_, s_nll2_, n);
-    const auto lpb = detail::mean_and_error(s_nllb_, s_nllb2_, n);
-    const double cov = detail::covariance_of_means(s_nll_, s_nllb_, s_nll_nllb_, n);
+    const auto lp = detail::eval::mean_and_error(s_nll_, s_nll2_, n);
+    const auto lpb = detail::eval::mean_and_error(s_nllb_, s_nllb2_, n);
+    const double cov = detail::eval::covariance_of_means(s_nll_, s_nllb_, s_nll_nllb_, n);
     r.ppl = std::exp(lp.first);
     r.ppl_error = r.ppl * lp.second;
     r.ppl_base = std::exp(lpb.first);
@@ -450,9 +450,9 @@ class kld_accumulator {
     r.ppl_delta = r.ppl - r.ppl_base;
     const double ppl_cov = r.ppl * r.ppl_base * cov;
     r.ppl_delta_error = std::sqrt(std::max(0.0, r.ppl_error * r.ppl_error + r.ppl_base_error * r.ppl_base_error - 2 * ppl_cov));
-    std::tie(r.kld_mean, r.kld_mean_error) = detail::mean_and_error(s_kld_, s_kld2_, n);
-    std::tie(r.dp_mean, r.dp_mean_error) = detail::mean_and_error(s_dp_, s_dp2_, n);
-    const auto ms = detail::mean_and_error(s_dp2_, s_dp4_, n);
+    std::tie(r.kld_mean, r.kld_mean_error) = detail::eval::mean_and_error(s_kld_, s_kld2_, n);
+    std::tie(r.dp_mean, r.dp_mean_error) = detail::eval::mean_and_error(s_dp_, s_dp2_, n);
+    const auto ms = detail::eval::mean_and_error(s_dp2_, s_dp4_, n);
     r.dp_rms = std::sqrt(ms.first);
     r.dp_rms_error = r.dp_rms > 0 ? 0.5 / r.dp_rms * ms.second : 0.0;
     const double f = static_cast<double>(same_) / static_cast<double>(n);
@@ -461,7 +461,7 @@ class kld_accumulator {
     auto fill = [](std::vector<float> v, double* out) {
       std::sort(v.begin(), v.end());
       const double fr[] = {1.0, 0.999, 0.99, 0.95, 0.90, 0.5, 0.10, 0.05, 0.01, 0.001, 0.0};
-      for (int i = 0; i < 11; ++i) out[i] = detail::percentile_sorted(v, fr[i]);
+      for (int i = 0; i < 11; ++i) out[i] = detail::eval::percentile_sorted(v, fr[i]);
     };
     double k[11], d[11];
     fill(kld_, k);
@@ -512,7 +512,7 @@ inline result<evaluation> evaluate(const qwen35_config& c, weight_provider& prov
                                    const base_logits_file* base = nullptr) {
   const std::int64_t ctx = opt.ctx;
   if (ctx < 4 || static_cast<std::int64_t>(tokens.size()) < 2 * ctx)
-    return detail::eval_error(error_code::invalid_argument, "perplexity needs ctx >= 4 and at least 2 * ctx = " +
+    return detail::eval::eval_error(error_code::invalid_argument, "perplexity needs ctx >= 4 and at least 2 * ctx = " +
                                                                 std::to_string(2 * ctx) + " tokens, got " +
                                                                 std::to_string(tokens.size()));
   std::int64_t n_chunks = static_cast<std::int64_t>(tokens.size()) / ctx;
@@ -520,7 +520,7 @@ inline result<evaluation> evaluate(const qwen35_config& c, weight_provider& prov
   if (base) {
     if (base->ctx() != ctx || base->n_chunks() < n_chunks || base->n_vocab() != c.vocab_size ||
         !std::equal(tokens.begin(), tokens.begin() + n_chunks * ctx, base->tokens().begin()))
-      return detail::eval_error(error_code::invalid_argument,
+      return detail::eval::eval_error(error_code::invalid_argument,
                                 "the base logits were saved for other tokens, ctx or vocabulary");
   }
   perplexity_accumulator ppl(ctx);

@@ -134,7 +134,7 @@ struct token_range {
   std::int64_t end = -1;  ///< -1: n_tok
 };
 
-namespace detail {
+namespace detail::fwd {
 
 inline error forward_error(error_code c, std::string msg) { return error(c, "forward", std::move(msg)); }
 
@@ -392,53 +392,53 @@ inline void attention(const qwen35_config& c, int l, const layer_weights& w, con
   linear(att, w.attn_output, out, n_threads);
 }
 
-}  // namespace detail
+}  // namespace detail::fwd
 
 /// Checks that w has every tensor of layer l's kind with the shapes config implies.
 /// Errors: invalid_argument (l out of range, wrong kind), bad_shape (names the tensor).
 inline result<void> check_layer_weights(const qwen35_config& c, int l, const layer_weights& w) {
-  using detail::blk;
+  using detail::fwd::blk;
   if (l < 0 || l >= c.num_hidden_layers)
-    return detail::forward_error(error_code::invalid_argument, "layer " + std::to_string(l) + " out of range [0, " +
+    return detail::fwd::forward_error(error_code::invalid_argument, "layer " + std::to_string(l) + " out of range [0, " +
                                                                    std::to_string(c.num_hidden_layers) + ")");
   const layer_kind kind = c.layer_types[static_cast<std::size_t>(l)];
   if (w.kind != kind)
-    return detail::forward_error(error_code::invalid_argument,
+    return detail::fwd::forward_error(error_code::invalid_argument,
                                  "layer " + std::to_string(l) + ": weights of the wrong layer kind");
   const std::int64_t d = c.hidden_size, f = c.intermediate_size;
-  SBGQ_TRY_VOID(detail::check_vector(blk(l, "attn_norm"), w.attn_norm, d));
-  SBGQ_TRY_VOID(detail::check_vector(blk(l, "post_attention_norm"), w.post_attention_norm, d));
-  SBGQ_TRY_VOID(detail::check_matrix(blk(l, "ffn_gate"), w.ffn_gate, f, d));
-  SBGQ_TRY_VOID(detail::check_matrix(blk(l, "ffn_up"), w.ffn_up, f, d));
-  SBGQ_TRY_VOID(detail::check_matrix(blk(l, "ffn_down"), w.ffn_down, d, f));
+  SBGQ_TRY_VOID(detail::fwd::check_vector(blk(l, "attn_norm"), w.attn_norm, d));
+  SBGQ_TRY_VOID(detail::fwd::check_vector(blk(l, "post_attention_norm"), w.post_attention_norm, d));
+  SBGQ_TRY_VOID(detail::fwd::check_matrix(blk(l, "ffn_gate"), w.ffn_gate, f, d));
+  SBGQ_TRY_VOID(detail::fwd::check_matrix(blk(l, "ffn_up"), w.ffn_up, f, d));
+  SBGQ_TRY_VOID(detail::fwd::check_matrix(blk(l, "ffn_down"), w.ffn_down, d, f));
   if (kind == layer_kind::linear_attention) {
     const std::int64_t hv = c.linear_num_value_heads, vd = c.linear_value_dim();
-    SBGQ_TRY_VOID(detail::check_matrix(blk(l, "attn_qkv"), w.attn_qkv, c.linear_conv_dim(), d));
-    SBGQ_TRY_VOID(detail::check_matrix(blk(l, "attn_gate"), w.attn_gate, vd, d));
-    SBGQ_TRY_VOID(detail::check_matrix(blk(l, "ssm_beta"), w.ssm_beta, hv, d));
-    SBGQ_TRY_VOID(detail::check_matrix(blk(l, "ssm_alpha"), w.ssm_alpha, hv, d));
-    SBGQ_TRY_VOID(detail::check_matrix(blk(l, "ssm_conv1d"), w.ssm_conv1d, c.linear_conv_dim(), c.linear_conv_kernel_dim));
-    SBGQ_TRY_VOID(detail::check_vector("blk." + std::to_string(l) + ".ssm_a", w.ssm_a, hv));
-    SBGQ_TRY_VOID(detail::check_vector("blk." + std::to_string(l) + ".ssm_dt.bias", w.ssm_dt_bias, hv));
-    SBGQ_TRY_VOID(detail::check_vector(blk(l, "ssm_norm"), w.ssm_norm, c.linear_value_head_dim));
-    SBGQ_TRY_VOID(detail::check_matrix(blk(l, "ssm_out"), w.ssm_out, d, vd));
+    SBGQ_TRY_VOID(detail::fwd::check_matrix(blk(l, "attn_qkv"), w.attn_qkv, c.linear_conv_dim(), d));
+    SBGQ_TRY_VOID(detail::fwd::check_matrix(blk(l, "attn_gate"), w.attn_gate, vd, d));
+    SBGQ_TRY_VOID(detail::fwd::check_matrix(blk(l, "ssm_beta"), w.ssm_beta, hv, d));
+    SBGQ_TRY_VOID(detail::fwd::check_matrix(blk(l, "ssm_alpha"), w.ssm_alpha, hv, d));
+    SBGQ_TRY_VOID(detail::fwd::check_matrix(blk(l, "ssm_conv1d"), w.ssm_conv1d, c.linear_conv_dim(), c.linear_conv_kernel_dim));
+    SBGQ_TRY_VOID(detail::fwd::check_vector("blk." + std::to_string(l) + ".ssm_a", w.ssm_a, hv));
+    SBGQ_TRY_VOID(detail::fwd::check_vector("blk." + std::to_string(l) + ".ssm_dt.bias", w.ssm_dt_bias, hv));
+    SBGQ_TRY_VOID(detail::fwd::check_vector(blk(l, "ssm_norm"), w.ssm_norm, c.linear_value_head_dim));
+    SBGQ_TRY_VOID(detail::fwd::check_matrix(blk(l, "ssm_out"), w.ssm_out, d, vd));
   } else {
     const std::int64_t D = c.head_dim;
-    SBGQ_TRY_VOID(detail::check_matrix(blk(l, "attn_q"), w.attn_q, c.q_proj_rows(), d));
-    SBGQ_TRY_VOID(detail::check_matrix(blk(l, "attn_k"), w.attn_k, c.kv_dim(), d));
-    SBGQ_TRY_VOID(detail::check_matrix(blk(l, "attn_v"), w.attn_v, c.kv_dim(), d));
-    SBGQ_TRY_VOID(detail::check_matrix(blk(l, "attn_output"), w.attn_output, d, c.num_attention_heads * D));
-    SBGQ_TRY_VOID(detail::check_vector(blk(l, "attn_q_norm"), w.attn_q_norm, D));
-    SBGQ_TRY_VOID(detail::check_vector(blk(l, "attn_k_norm"), w.attn_k_norm, D));
+    SBGQ_TRY_VOID(detail::fwd::check_matrix(blk(l, "attn_q"), w.attn_q, c.q_proj_rows(), d));
+    SBGQ_TRY_VOID(detail::fwd::check_matrix(blk(l, "attn_k"), w.attn_k, c.kv_dim(), d));
+    SBGQ_TRY_VOID(detail::fwd::check_matrix(blk(l, "attn_v"), w.attn_v, c.kv_dim(), d));
+    SBGQ_TRY_VOID(detail::fwd::check_matrix(blk(l, "attn_output"), w.attn_output, d, c.num_attention_heads * D));
+    SBGQ_TRY_VOID(detail::fwd::check_vector(blk(l, "attn_q_norm"), w.attn_q_norm, D));
+    SBGQ_TRY_VOID(detail::fwd::check_vector(blk(l, "attn_k_norm"), w.attn_k_norm, D));
   }
   return {};
 }
 
 /// Checks the global weights against config (vocab x d embeddings, optional LM head).
 inline result<void> check_global_weights(const qwen35_config& c, const global_weights& g) {
-  SBGQ_TRY_VOID(detail::check_matrix("token_embd.weight", g.token_embd, c.vocab_size, c.hidden_size));
-  SBGQ_TRY_VOID(detail::check_vector("output_norm.weight", g.output_norm, c.hidden_size));
-  if (g.output.size() != 0) SBGQ_TRY_VOID(detail::check_matrix("output.weight", g.output, c.vocab_size, c.hidden_size));
+  SBGQ_TRY_VOID(detail::fwd::check_matrix("token_embd.weight", g.token_embd, c.vocab_size, c.hidden_size));
+  SBGQ_TRY_VOID(detail::fwd::check_vector("output_norm.weight", g.output_norm, c.hidden_size));
+  if (g.output.size() != 0) SBGQ_TRY_VOID(detail::fwd::check_matrix("output.weight", g.output, c.vocab_size, c.hidden_size));
   return {};
 }
 
@@ -448,7 +448,7 @@ inline result<void> check_global_weights(const qwen35_config& c, const global_we
 inline result<activations> embed(const global_weights& g, std::span<const std::int32_t> tokens, std::int64_t n_seq = 1) {
   const auto n = static_cast<std::int64_t>(tokens.size());
   if (n_seq <= 0 || n == 0 || n % n_seq != 0)
-    return detail::forward_error(error_code::invalid_argument, std::to_string(n) + " tokens cannot be split into " +
+    return detail::fwd::forward_error(error_code::invalid_argument, std::to_string(n) + " tokens cannot be split into " +
                                                                    std::to_string(n_seq) + " equal non-empty sequences");
   activations act;
   act.n_seq = n_seq;
@@ -457,7 +457,7 @@ inline result<activations> embed(const global_weights& g, std::span<const std::i
   for (std::int64_t i = 0; i < n; ++i) {
     const std::int32_t id = tokens[static_cast<std::size_t>(i)];
     if (id < 0 || id >= g.token_embd.rows())
-      return detail::forward_error(error_code::bad_value, "token " + std::to_string(i) + ": id " + std::to_string(id) +
+      return detail::fwd::forward_error(error_code::bad_value, "token " + std::to_string(i) + ": id " + std::to_string(id) +
                                                               " outside the vocabulary [0, " +
                                                               std::to_string(g.token_embd.rows()) + ")");
     act.hidden.row(i) = g.token_embd.row(id);
@@ -473,30 +473,30 @@ inline result<void> run_layer(const qwen35_config& c, int l, const layer_weights
                               observer* obs = nullptr, int n_threads = 0) {
   SBGQ_TRY_VOID(check_layer_weights(c, l, w));
   if (act.hidden.cols() != c.hidden_size || act.hidden.rows() != act.rows())
-    return detail::forward_error(error_code::bad_shape, "activations: expected " + detail::shape_str(act.rows(), c.hidden_size) +
-                                                            ", found " + detail::shape_str(act.hidden.rows(), act.hidden.cols()));
+    return detail::fwd::forward_error(error_code::bad_shape, "activations: expected " + detail::fwd::shape_str(act.rows(), c.hidden_size) +
+                                                            ", found " + detail::fwd::shape_str(act.hidden.rows(), act.hidden.cols()));
   const float eps = static_cast<float>(c.rms_norm_eps);
   matrix_f32 h, mix;
-  detail::rms_norm_rows(act.hidden, w.attn_norm, eps, h, n_threads);
+  detail::fwd::rms_norm_rows(act.hidden, w.attn_norm, eps, h, n_threads);
   if (w.kind == layer_kind::linear_attention)
-    detail::deltanet(c, l, w, act, h, mix, obs, n_threads);
+    detail::fwd::deltanet(c, l, w, act, h, mix, obs, n_threads);
   else
-    detail::attention(c, l, w, act, h, mix, obs, n_threads);
+    detail::fwd::attention(c, l, w, act, h, mix, obs, n_threads);
   act.hidden += mix;
 
-  detail::rms_norm_rows(act.hidden, w.post_attention_norm, eps, h, n_threads);
+  detail::fwd::rms_norm_rows(act.hidden, w.post_attention_norm, eps, h, n_threads);
   matrix_f32 gt, up;
-  detail::notify(obs, l, "ffn_gate", h);
-  detail::notify(obs, l, "ffn_up", h);
-  detail::linear(h, w.ffn_gate, gt, n_threads);
-  detail::linear(h, w.ffn_up, up, n_threads);
-  detail::for_rows(gt.rows(), n_threads, [&](detail::index_t r) {
+  detail::fwd::notify(obs, l, "ffn_gate", h);
+  detail::fwd::notify(obs, l, "ffn_up", h);
+  detail::fwd::linear(h, w.ffn_gate, gt, n_threads);
+  detail::fwd::linear(h, w.ffn_up, up, n_threads);
+  detail::fwd::for_rows(gt.rows(), n_threads, [&](detail::fwd::index_t r) {
     float* y = gt.row(r).data();
     const float* uu = up.row(r).data();
-    for (detail::index_t e = 0; e < gt.cols(); ++e) y[e] = detail::silu(y[e]) * uu[e];
+    for (detail::fwd::index_t e = 0; e < gt.cols(); ++e) y[e] = detail::fwd::silu(y[e]) * uu[e];
   });
-  detail::notify(obs, l, "ffn_down", gt);
-  detail::linear(gt, w.ffn_down, mix, n_threads);
+  detail::fwd::notify(obs, l, "ffn_down", gt);
+  detail::fwd::linear(gt, w.ffn_down, mix, n_threads);
   act.hidden += mix;
   return {};
 }
@@ -509,23 +509,23 @@ inline result<matrix_f32> logits(const global_weights& g, const qwen35_config& c
                                  observer* obs = nullptr, int n_threads = 0, token_range range = {}) {
   const std::int64_t end = range.end < 0 ? act.n_tok : range.end;
   if (range.begin < 0 || range.begin >= end || end > act.n_tok)
-    return detail::forward_error(error_code::invalid_argument, "token range [" + std::to_string(range.begin) + ", " +
+    return detail::fwd::forward_error(error_code::invalid_argument, "token range [" + std::to_string(range.begin) + ", " +
                                                                    std::to_string(end) + ") is empty or outside [0, " +
                                                                    std::to_string(act.n_tok) + ")");
   SBGQ_TRY_VOID(check_global_weights(c, g));
   if (act.hidden.cols() != c.hidden_size)
-    return detail::forward_error(error_code::bad_shape, "activations: width " + std::to_string(act.hidden.cols()) +
+    return detail::fwd::forward_error(error_code::bad_shape, "activations: width " + std::to_string(act.hidden.cols()) +
                                                             ", expected hidden_size " + std::to_string(c.hidden_size));
   const std::int64_t n_out = end - range.begin;
   matrix_f32 h(act.n_seq * n_out, c.hidden_size);
   const float eps = static_cast<float>(c.rms_norm_eps);
-  detail::for_rows(h.rows(), n_threads, [&](detail::index_t r) {
-    const detail::index_t src = (r / n_out) * act.n_tok + range.begin + r % n_out;
-    detail::rms_norm(act.hidden.row(src).data(), g.output_norm.data(), c.hidden_size, eps, h.row(r).data());
+  detail::fwd::for_rows(h.rows(), n_threads, [&](detail::fwd::index_t r) {
+    const detail::fwd::index_t src = (r / n_out) * act.n_tok + range.begin + r % n_out;
+    detail::fwd::rms_norm(act.hidden.row(src).data(), g.output_norm.data(), c.hidden_size, eps, h.row(r).data());
   });
   if (obs) obs->on_linear(-1, g.lm_head_name(), h);
   matrix_f32 z;
-  detail::linear(h, g.lm_head(), z, n_threads);
+  detail::fwd::linear(h, g.lm_head(), z, n_threads);
   return z;
 }
 

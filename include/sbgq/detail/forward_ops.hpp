@@ -32,7 +32,7 @@ using matrix_f32 = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::R
 /// A 1-D f32 tensor (norm gains, per-head scalars).
 using vector_f32 = Eigen::VectorXf;
 
-namespace detail {
+namespace detail::fwd {
 
 using index_t = Eigen::Index;
 
@@ -116,6 +116,6 @@ inline float sigmoid(float x) noexcept { return 1.0f / (1.0f + std::exp(-x)); }
 inline float silu(float x) noexcept { return x / (1.0f + std::exp(-x)); }
 inline float softplus(float x) noexcept { return x > 20.0f ? x : std::log1p(std::exp(x)); }
 
-}  // namespace detail
+}  // namespace detail::fwd
 
 SBGQ_END_NAMESPACE

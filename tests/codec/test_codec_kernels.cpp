@@ -140,4 +140,24 @@ TEST_CASE("codec kernels: dequantize equals the scalar reference and llama.cpp f
   }
 }
 
+TEST_CASE("q8_0 kernels: ties round away from zero; subnormal scales; degenerate blocks") {
+  // Block 0: amax 127 gives d = 1 and id = 1, so x = k + 0.5 lands exactly on ties.
+  // Blocks 1-4: amax 1e-37, 1e-39, 1e-44, 1.4e-45 (d subnormal or 0, id possibly inf:
+  // the kernels hand those blocks to the reference). Block 5: all zero; block 6: -0.0.
+  const float tiny[] = {1e-37f, 1e-39f, 1e-44f, 1.4e-45f};
+  std::vector<float> x(32 * 7, 0.0f);
+  for (int j = 0; j < 32; ++j) x[j] = (j == 0) ? 127.0f : static_cast<float>(j - 16) + 0.5f;
+  for (int b = 0; b < 4; ++b)
+    for (int j = 0; j < 32; ++j) x[32 * (b + 1) + j] = tiny[b] * static_cast<float>((j % 5) - 2) * 0.5f;
+  for (int j = 0; j < 32; ++j) x[32 * 6 + j] = -0.0f;
+  const codec_traits* codec = find_codec(ggml_type::q8_0);
+  const std::size_t rb = codec->row_bytes(x.size());
+  const auto want = oracle_quantize(ggml_type::q8_0, x.data(), 1, x.size(), nullptr);
+  for_each_level([&](simd_level level) {
+    std::vector<std::uint8_t> got(rb);
+    codec->quantize_row(level, x.data(), reinterpret_cast<std::byte*>(got.data()), x.size(), nullptr);
+    CHECK(first_difference(got.data(), want.data(), rb, codec->block_bytes) == "equal");
+  });
+}
+
 }  // TEST_SUITE

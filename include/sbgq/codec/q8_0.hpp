@@ -59,19 +59,32 @@ inline void dequantize_q8_0(std::span<const block_q8_0> x, std::span<float> y) n
 }
 
 }  // namespace ref
+SBGQ_END_NAMESPACE
 
+// After ref: the kernels hand degenerate blocks to ref::quantize_q8_0.
+#include "../kernels/avx2/q8_0.hpp"
+#include "../kernels/avx512/q8_0.hpp"
+
+SBGQ_BEGIN_NAMESPACE
 namespace detail::codec {
-// Level dispatch, once per row. An AVX2 / AVX-512 kernel in kernels/<target>/q8_0.hpp
-// (namespace sbgq::avx2 / sbgq::avx512, same function names and signatures as ref) is
-// wired in by adding its include above and a case here; the public API is unchanged.
+// Level dispatch, once per row, to the kernels of kernels/<target>/q8_0.hpp (namespaces
+// sbgq::avx2 / sbgq::avx512, same names and signatures as ref, bit-identical results).
 inline void quantize_q8_0_at(simd_level level, std::span<const float> x, std::span<block_q8_0> y,
                              std::span<const float> w) noexcept {
   switch (level) {
+#if SBGQ_X86_KERNELS
+    case simd_level::avx512: avx512::quantize_q8_0(x, y, w); break;
+    case simd_level::avx2: avx2::quantize_q8_0(x, y, w); break;
+#endif
     default: ref::quantize_q8_0(x, y, w); break;
   }
 }
 inline void dequantize_q8_0_at(simd_level level, std::span<const block_q8_0> x, std::span<float> y) noexcept {
   switch (level) {
+#if SBGQ_X86_KERNELS
+    case simd_level::avx512: avx512::dequantize_q8_0(x, y); break;
+    case simd_level::avx2: avx2::dequantize_q8_0(x, y); break;
+#endif
     default: ref::dequantize_q8_0(x, y); break;
   }
 }

@@ -96,6 +96,21 @@ struct llama_model_tensor_override {
   const char* pattern;
   std::int32_t type;
 };
+// llama.h: struct llama_model_kv_override (264 bytes): tag @0 (0 INT, 1 FLOAT, 2 BOOL,
+// 3 STR), char key[128] @4, union { int64_t val_i64; double val_f64; bool val_bool;
+// char val_str[128]; } @136 (llama-c-api.md section 3.4). Arrays end with key[0] == 0.
+struct llama_model_kv_override {
+  std::int32_t tag;
+  char key[128];
+  union {
+    std::int64_t val_i64;
+    double val_f64;
+    bool val_bool;
+    char val_str[128];
+  };
+};
+static_assert(sizeof(llama_model_kv_override) == 264);
+static_assert(offsetof(llama_model_kv_override, val_i64) == 136);
 struct llama_model_quantize_params {
   std::int32_t nthread;
   std::int32_t ftype;

@@ -19,6 +19,7 @@ int cmd_demo(args&);
 int cmd_convert(args&);
 int cmd_imatrix(args&);
 int cmd_perplexity(args&);
+int cmd_synth(args&);
 int cmd_quantize(args&);
 
 inline const std::vector<command>& commands() {
@@ -39,6 +40,8 @@ inline const std::vector<command>& commands() {
        "  MODEL: an HF checkpoint directory or a GGUF file", cmd_imatrix},
       {"perplexity", "perplexity (llama-perplexity's method) and KL-divergence against saved base logits",
        "MODEL -f TEXT [--ctx N] [--chunks N] [--batch N] [--save-logits FILE] [--kl-divergence FILE] [-t N]", cmd_perplexity},
+      {"synth", "write a synthetic Qwen3.5 checkpoint in the HF layout (seeded, trained-like statistics)",
+       "--preset tiny|0.8b|2b|4b|9b|27b -o DIR [--seed S] [--layers N] [--no-mtp] [--shard-size-mb N] [-t N]", cmd_synth},
       {"demo", "run the main job end to end on an embedded default", "[-o DIR] [-t N]", cmd_demo},
   };
   return table;

@@ -26,6 +26,8 @@
 #include "forward.hpp"
 #include "weights.hpp"
 #include "evaluate.hpp"
+#include "model_source.hpp"
+#include "calibrate.hpp"
 
 // transforms and quantization
 #include "fwht.hpp"
@@ -34,3 +36,4 @@
 #include "codec/rows.hpp"
 #include "imatrix.hpp"
 #include "convert.hpp"
+#include "synth.hpp"

@@ -97,6 +97,12 @@ class tokenizer {
   /// id, empty token text, malformed merge), duplicate (two texts for one id).
   static result<tokenizer> from_json(std::string_view json, std::size_t vocab_size = 0);
 
+  /// A tokenizer from GGUF vocabulary arrays (tokenizer.ggml.tokens, token_type, merges),
+  /// for models that come as GGUF files. Errors: size_mismatch (tokens and types differ
+  /// in length), bad_value (empty vocabulary, an unknown token type, an empty token).
+  static result<tokenizer> from_vocab(std::vector<std::string> texts, std::vector<token_type> types,
+                                      std::vector<std::string> merges);
+
   /// Reads and parses a tokenizer.json file (see from_json).
   static result<tokenizer> load(const std::string& path, std::size_t vocab_size = 0);
 
@@ -400,6 +406,28 @@ inline result<tokenizer> tokenizer::from_json(std::string_view json, std::size_t
   }
   SBGQ_TRY_VOID(t.finish_load());
   return t;
+}
+
+inline result<tokenizer> tokenizer::from_vocab(std::vector<std::string> texts, std::vector<token_type> types,
+                                               std::vector<std::string> merges) {
+  if (texts.size() != types.size())
+    return detail::tok::tokenizer_error(error_code::size_mismatch, "tokenizer.ggml.tokens has " + std::to_string(texts.size()) +
+                                                                     " entries but token_type has " + std::to_string(types.size()));
+  if (texts.empty() || texts.size() > max_tokens)
+    return detail::tok::tokenizer_error(error_code::bad_value, "vocabulary of " + std::to_string(texts.size()) + " tokens");
+  for (std::size_t i = 0; i < texts.size(); ++i) {
+    const auto t = static_cast<std::int32_t>(types[i]);
+    if (t < 1 || t > 6)
+      return detail::tok::tokenizer_error(error_code::bad_value, "token " + std::to_string(i) + " has unknown type " + std::to_string(t));
+    if (texts[i].empty())
+      return detail::tok::tokenizer_error(error_code::bad_value, "token " + std::to_string(i) + " has an empty text");
+  }
+  tokenizer tk;
+  tk.texts_ = std::move(texts);
+  tk.types_ = std::move(types);
+  tk.merges_ = std::move(merges);
+  SBGQ_TRY_VOID(tk.finish_load());
+  return tk;
 }
 
 inline result<void> tokenizer::finish_load() {

@@ -7,6 +7,10 @@
 //   quantize/<fmt>/<plain|imatrix>/llama.cpp  ggml_quantize_chunk on the whole matrix
 //   dequantize/<fmt>/<level>                  sbgq dequantize_rows
 //   dequantize/<fmt>/llama.cpp                dequantize_row_<fmt> over the matrix
+// plus, with the suffix /all_threads, the best supported level and llama.cpp on every
+// hardware thread (sbgq: quantize_rows/dequantize_rows with n_threads = 0; llama.cpp:
+// the same row ranges through sbgq::parallel_for, one ggml_quantize_chunk /
+// dequantize_row_<fmt> call per range, as llama-quantize splits work into chunks).
 // Bytes/s = f32 bytes consumed (quantize) or produced (dequantize). Only levels the CPU
 // supports are registered. Results go to bench/RESULTS.md ("## Codecs").
 #include <benchmark/benchmark.h>
@@ -17,6 +21,7 @@
 #include <vector>
 
 #include "sbgq/codec/rows.hpp"
+#include "sbgq/parallel.hpp"
 #include "sbgq/simd/dispatch.hpp"
 #include "support/oracle.hpp"
 #include "support/rng.hpp"
@@ -54,12 +59,12 @@ const std::vector<float>& importance() {
 
 std::int64_t f32_bytes() { return static_cast<std::int64_t>(rows * cols * sizeof(float)); }
 
-void bm_quantize_ours(benchmark::State& state, sbgq::ggml_type t, bool imatrix, sbgq::simd_level level) {
+void bm_quantize_ours(benchmark::State& state, sbgq::ggml_type t, bool imatrix, sbgq::simd_level level, int threads) {
   const auto& x = matrix();
   std::vector<std::byte> dst(rows * sbgq::row_size(t, cols));
   sbgq::simd_override cap(level);
   for (auto _ : state) {
-    auto r = sbgq::quantize_rows(t, x.data(), rows, cols, imatrix ? importance().data() : nullptr, dst, 1);
+    auto r = sbgq::quantize_rows(t, x.data(), rows, cols, imatrix ? importance().data() : nullptr, dst, threads);
     if (!r.has_value()) state.SkipWithError(r.error().message().c_str());
     benchmark::DoNotOptimize(dst.data());
     benchmark::ClobberMemory();
@@ -67,13 +72,15 @@ void bm_quantize_ours(benchmark::State& state, sbgq::ggml_type t, bool imatrix, 
   state.SetBytesProcessed(state.iterations() * f32_bytes());
 }
 
-void bm_quantize_oracle(benchmark::State& state, sbgq::ggml_type t, bool imatrix) {
+void bm_quantize_oracle(benchmark::State& state, sbgq::ggml_type t, bool imatrix, int threads) {
   auto& o = sbgq::test::oracle();
   const auto& x = matrix();
   std::vector<std::uint8_t> dst(rows * sbgq::row_size(t, cols));
   for (auto _ : state) {
-    o.ggml_quantize_chunk(static_cast<int>(t), x.data(), dst.data(), 0, rows, cols,
-                          imatrix ? importance().data() : nullptr);
+    sbgq::parallel_for(rows, 16, threads, [&](std::size_t r0, std::size_t r1) {
+      o.ggml_quantize_chunk(static_cast<int>(t), x.data(), dst.data(), static_cast<std::int64_t>(r0 * cols),
+                            static_cast<std::int64_t>(r1 - r0), cols, imatrix ? importance().data() : nullptr);
+    });
     benchmark::DoNotOptimize(dst.data());
     benchmark::ClobberMemory();
   }
@@ -86,12 +93,12 @@ std::vector<std::byte> quantized(sbgq::ggml_type t) {
   return q;
 }
 
-void bm_dequantize_ours(benchmark::State& state, sbgq::ggml_type t, sbgq::simd_level level) {
+void bm_dequantize_ours(benchmark::State& state, sbgq::ggml_type t, sbgq::simd_level level, int threads) {
   const auto q = quantized(t);
   std::vector<float> y(rows * cols);
   sbgq::simd_override cap(level);
   for (auto _ : state) {
-    auto r = sbgq::dequantize_rows(t, q, rows, cols, y, 1);
+    auto r = sbgq::dequantize_rows(t, q, rows, cols, y, threads);
     if (!r.has_value()) state.SkipWithError(r.error().message().c_str());
     benchmark::DoNotOptimize(y.data());
     benchmark::ClobberMemory();
@@ -99,7 +106,7 @@ void bm_dequantize_ours(benchmark::State& state, sbgq::ggml_type t, sbgq::simd_l
   state.SetBytesProcessed(state.iterations() * f32_bytes());
 }
 
-void bm_dequantize_oracle(benchmark::State& state, sbgq::ggml_type t) {
+void bm_dequantize_oracle(benchmark::State& state, sbgq::ggml_type t, int threads) {
   auto& o = sbgq::test::oracle();
   const auto q = quantized(t);
   std::vector<float> y(rows * cols);
@@ -116,7 +123,10 @@ void bm_dequantize_oracle(benchmark::State& state, sbgq::ggml_type t) {
     default: state.SkipWithError("no oracle dequantizer"); return;
   }
   for (auto _ : state) {
-    fn(q.data(), y.data(), static_cast<std::int64_t>(rows * cols));
+    const std::size_t rb = sbgq::row_size(t, cols);
+    sbgq::parallel_for(rows, 16, threads, [&](std::size_t r0, std::size_t r1) {
+      fn(q.data() + r0 * rb, y.data() + r0 * cols, static_cast<std::int64_t>((r1 - r0) * cols));
+    });
     benchmark::DoNotOptimize(y.data());
     benchmark::ClobberMemory();
   }
@@ -130,28 +140,27 @@ void register_all() {
   std::vector<sbgq::simd_level> levels;
   for (auto l : {sbgq::simd_level::scalar, sbgq::simd_level::avx2, sbgq::simd_level::avx512})
     if (l <= sbgq::supported_simd_level()) levels.push_back(l);
+  const sbgq::simd_level best = levels.back();
+  const std::string best_name(sbgq::simd_level_name(best));
+  auto reg = [](const std::string& name, auto fn, auto... args) {
+    benchmark::RegisterBenchmark(name.c_str(), fn, args...)->Unit(benchmark::kMillisecond)->UseRealTime();
+  };
   for (ggml_type t : types) {
     const std::string fmt(sbgq::type_name(t));
     const bool has_imatrix = sbgq::find_codec(t)->uses_weights;
     for (bool im : {false, true}) {
       if (im && !has_imatrix) continue;
       const std::string base = "quantize/" + fmt + (im ? "/imatrix/" : "/plain/");
-      for (auto l : levels)
-        benchmark::RegisterBenchmark((base + std::string(sbgq::simd_level_name(l))).c_str(), bm_quantize_ours, t, im, l)
-            ->Unit(benchmark::kMillisecond)
-            ->UseRealTime();
-      benchmark::RegisterBenchmark((base + "llama.cpp").c_str(), bm_quantize_oracle, t, im)
-          ->Unit(benchmark::kMillisecond)
-          ->UseRealTime();
+      for (auto l : levels) reg(base + std::string(sbgq::simd_level_name(l)), bm_quantize_ours, t, im, l, 1);
+      reg(base + "llama.cpp", bm_quantize_oracle, t, im, 1);
+      reg(base + best_name + "/all_threads", bm_quantize_ours, t, im, best, 0);
+      reg(base + "llama.cpp/all_threads", bm_quantize_oracle, t, im, 0);
     }
-    for (auto l : levels)
-      benchmark::RegisterBenchmark(("dequantize/" + fmt + "/" + std::string(sbgq::simd_level_name(l))).c_str(),
-                                   bm_dequantize_ours, t, l)
-          ->Unit(benchmark::kMillisecond)
-          ->UseRealTime();
-    benchmark::RegisterBenchmark(("dequantize/" + fmt + "/llama.cpp").c_str(), bm_dequantize_oracle, t)
-        ->Unit(benchmark::kMillisecond)
-        ->UseRealTime();
+    const std::string dbase = "dequantize/" + fmt + "/";
+    for (auto l : levels) reg(dbase + std::string(sbgq::simd_level_name(l)), bm_dequantize_ours, t, l, 1);
+    reg(dbase + "llama.cpp", bm_dequantize_oracle, t, 1);
+    reg(dbase + best_name + "/all_threads", bm_dequantize_ours, t, best, 0);
+    reg(dbase + "llama.cpp/all_threads", bm_dequantize_oracle, t, 0);
   }
 }
 
@@ -161,7 +170,7 @@ int main(int argc, char** argv) {
   benchmark::Initialize(&argc, argv);
   benchmark::AddCustomContext("sbgq_supported_simd_level", std::string(sbgq::simd_level_name(sbgq::supported_simd_level())));
   benchmark::AddCustomContext("sbgq_version", SBGQ_VERSION_STRING);
-  benchmark::AddCustomContext("matrix", "4096x4096 f32, N(0,0.02) + 8 outlier columns, 1 thread");
+  benchmark::AddCustomContext("matrix", "4096x4096 f32, N(0,0.02) + 8 outlier columns");
   register_all();
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();

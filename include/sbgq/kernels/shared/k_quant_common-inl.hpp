@@ -84,6 +84,21 @@ inline cv::vf make_qkx_quants(int nmax, const cv::vf* x, const cv::vf* w, cv::vi
   return cv::select(flat, cv::vf(0.0f), scale);
 }
 
+/// One fit of H1: levels for iscale into Lc (offset by off), sums in index order.
+template <int N>
+SBGQ_CV_INLINE void qx_fit(const cv::vf* x, const cv::vf* w, cv::vf iscale, cv::vi lo, cv::vi hi, cv::vi off, cv::vi* Lc,
+                           cv::vf& sumlx, cv::vf& suml2) {
+  sumlx = cv::vf(0.0f);
+  suml2 = cv::vf(0.0f);
+  for (int i = 0; i < N; ++i) {
+    const cv::vi l = cv::max(lo, cv::min(hi, cv::nearest_int(iscale * x[i])));
+    Lc[i] = l + off;
+    const cv::vf fl = cv::to_float(l);
+    sumlx = sumlx + w[i] * x[i] * fl;
+    suml2 = suml2 + w[i] * fl * fl;
+  }
+}
+
 /// H1, detail::codec::make_qx_quants on N values per lane, levels -nmax..nmax-1 stored
 /// offset (L = l + nmax; 0 for an all-zero group). w: the error weights, already the
 /// reference's `qw ? qw[i] : x[i] * x[i]`. Returns the scale.
@@ -99,27 +114,15 @@ inline cv::vf make_qx_quants(int nmax, const cv::vf* x, const cv::vf* w, cv::vi*
   const cv::vm zero_group = amax < cv::vf(detail::codec::group_max_eps);
   const cv::vi lo(-nmax), hi(nmax - 1), off(nmax);
   cv::vi Lc[N];
-  // One fit: levels for iscale into Lc (offset), sums in index order.
-  auto fit = [&](cv::vf iscale, cv::vf& sumlx, cv::vf& suml2) {
-    sumlx = cv::vf(0.0f);
-    suml2 = cv::vf(0.0f);
-    for (int i = 0; i < N; ++i) {
-      const cv::vi l = cv::max(lo, cv::min(hi, cv::nearest_int(iscale * x[i])));
-      Lc[i] = l + off;
-      const cv::vf fl = cv::to_float(l);
-      sumlx = sumlx + w[i] * x[i] * fl;
-      suml2 = suml2 + w[i] * fl * fl;
-    }
-  };
   cv::vf sumlx, suml2;
-  fit(cv::vf(static_cast<float>(-nmax)) / max, sumlx, suml2);
+  qx_fit<N>(x, w, cv::vf(static_cast<float>(-nmax)) / max, lo, hi, off, Lc, sumlx, suml2);
   for (int i = 0; i < N; ++i) L[i] = Lc[i];
   cv::vf scale = cv::select(suml2 != cv::vf(0.0f), sumlx / suml2, cv::vf(0.0f));
   cv::vf best = scale * sumlx;
   for (int is = -9; is <= 9; ++is) {
     if (is == 0) continue;
     const float num = -(static_cast<float>(nmax) + 0.1f * static_cast<float>(is));
-    fit(cv::vf(num) / max, sumlx, suml2);
+    qx_fit<N>(x, w, cv::vf(num) / max, lo, hi, off, Lc, sumlx, suml2);
     // The reference re-runs the same fit to store L; it reproduces Lc and the sums.
     const cv::vm better = (suml2 > cv::vf(0.0f)) & (sumlx * sumlx > best * suml2);
     if (!cv::any(better)) continue;
@@ -194,3 +197,78 @@ inline void store_levels(const cv::vi* L, std::uint8_t* out) {
 }
 
 }  // namespace kq_kernel
+
+/// Bit packing of the K-quant levels with 32-byte integer ops (AVX2 instructions, valid
+/// in both target regions): the same integers as the reference's scalar pack_* loops,
+/// without their per-weight branches (Q3_K's and Q5_K's high-bit tests mispredict about
+/// half the time). L: 256 levels of one super-block in weight order.
+namespace kq_pack {
+
+inline __m256i load32(const std::uint8_t* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
+inline void store32(std::uint8_t* p, __m256i v) { _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), v); }
+/// Byte-wise v << s for bytes that stay below 256 (the 16-bit shift cannot carry over).
+inline __m256i shl(__m256i v, int s) { return _mm256_sll_epi16(v, _mm_cvtsi32_si128(s)); }
+/// Byte-wise (v >> s) & mask.
+inline __m256i shr_and(__m256i v, int s, int mask) {
+  return _mm256_and_si256(_mm256_srl_epi16(v, _mm_cvtsi32_si128(s)), _mm256_set1_epi8(static_cast<char>(mask)));
+}
+
+/// Q2_K / Q3_K low bits (levels 0..3): qs[32h + l] = L[128h + l + 32g] << 2g, g = 0..3.
+inline void two_bit(const std::uint8_t* L, std::uint8_t* qs) {
+  for (int h = 0; h < 2; ++h) {
+    const std::uint8_t* Lh = L + 128 * h;
+    store32(qs + 32 * h, _mm256_or_si256(_mm256_or_si256(load32(Lh), shl(load32(Lh + 32), 2)),
+                                         _mm256_or_si256(shl(load32(Lh + 64), 4), shl(load32(Lh + 96), 6))));
+  }
+}
+
+/// Q2_K (levels 0..3).
+inline void q2_k(const std::uint8_t* L, std::uint8_t* qs) { two_bit(L, qs); }
+
+/// Q3_K (levels 0..7): bit 2 of weight i -> bit i / 32 of hmask[i % 32]; low 2 bits as Q2_K.
+inline void q3_k(const std::uint8_t* L, std::uint8_t* hmask, std::uint8_t* qs) {
+  alignas(32) std::uint8_t low[256];
+  __m256i hm = _mm256_setzero_si256();
+  for (int t = 0; t < 8; ++t) {
+    const __m256i v = load32(L + 32 * t);
+    hm = _mm256_or_si256(hm, shl(shr_and(v, 2, 1), t));
+    store32(low + 32 * t, _mm256_and_si256(v, _mm256_set1_epi8(3)));
+  }
+  store32(hmask, hm);
+  two_bit(low, qs);
+}
+
+/// Q4_K (levels 0..15): qs[32c + l] = L[64c + l] | L[64c + 32 + l] << 4.
+inline void q4_k(const std::uint8_t* L, std::uint8_t* qs) {
+  for (int c = 0; c < 4; ++c) store32(qs + 32 * c, _mm256_or_si256(load32(L + 64 * c), shl(load32(L + 64 * c + 32), 4)));
+}
+
+/// Q5_K (levels 0..31): low nibbles as Q4_K; bit 4 of L[64c + l] -> bit 2c of qh[l], of
+/// L[64c + 32 + l] -> bit 2c + 1.
+inline void q5_k(const std::uint8_t* L, std::uint8_t* qh, std::uint8_t* qs) {
+  __m256i h = _mm256_setzero_si256();
+  const __m256i m4 = _mm256_set1_epi8(0x0f);
+  for (int c = 0; c < 4; ++c) {
+    const __m256i a = load32(L + 64 * c), b = load32(L + 64 * c + 32);
+    h = _mm256_or_si256(h, _mm256_or_si256(shl(shr_and(a, 4, 1), 2 * c), shl(shr_and(b, 4, 1), 2 * c + 1)));
+    store32(qs + 32 * c, _mm256_or_si256(_mm256_and_si256(a, m4), shl(_mm256_and_si256(b, m4), 4)));
+  }
+  store32(qh, h);
+}
+
+/// Q6_K (levels 0..63), blocks doc 5: per half h, q_g = L[128h + 32g + l];
+/// ql[64h + l] = q0 & 15 | (q2 & 15) << 4, ql[64h + 32 + l] = q1 & 15 | (q3 & 15) << 4,
+/// qh[32h + l] = (q0 >> 4) | (q1 >> 4) << 2 | (q2 >> 4) << 4 | (q3 >> 4) << 6.
+inline void q6_k(const std::uint8_t* L, std::uint8_t* ql, std::uint8_t* qh) {
+  const __m256i m4 = _mm256_set1_epi8(0x0f);
+  for (int h = 0; h < 2; ++h) {
+    const std::uint8_t* Lh = L + 128 * h;
+    const __m256i q0 = load32(Lh), q1 = load32(Lh + 32), q2 = load32(Lh + 64), q3 = load32(Lh + 96);
+    store32(ql + 64 * h, _mm256_or_si256(_mm256_and_si256(q0, m4), shl(_mm256_and_si256(q2, m4), 4)));
+    store32(ql + 64 * h + 32, _mm256_or_si256(_mm256_and_si256(q1, m4), shl(_mm256_and_si256(q3, m4), 4)));
+    store32(qh + 32 * h, _mm256_or_si256(_mm256_or_si256(shr_and(q0, 4, 3), shl(shr_and(q1, 4, 3), 2)),
+                                         _mm256_or_si256(shl(shr_and(q2, 4, 3), 4), shl(shr_and(q3, 4, 3), 6))));
+  }
+}
+
+}  // namespace kq_pack

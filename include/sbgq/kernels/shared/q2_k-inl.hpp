@@ -50,7 +50,7 @@ inline void superblocks(const float* x, const float* qw, block_q2_k* out, std::s
   std::uint8_t L[256 * g];
   kq_kernel::store_levels<16>(Lv, L);
   for (std::size_t s = 0; s < cnt; ++s) {
-    detail::codec::pack_q2_k_quants(L + 256 * s, b[s].qs);
+    kq_pack::q2_k(L + 256 * s, b[s].qs);
     out[s] = b[s];
   }
 }

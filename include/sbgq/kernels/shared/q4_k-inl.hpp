@@ -103,5 +103,5 @@ inline void quantize_q4_k(std::span<const float> x, std::span<block_q4_k> y,
   SBGQ_DASSERT(x.size() == y.size() * qk_k);
   SBGQ_DASSERT(weights.empty() || weights.size() == x.size());
   k45_kernel::quantize_row(x, y, weights, 15, -1.0f, 20,
-                           [](const std::uint8_t* L, block_q4_k& out) { detail::codec::pack_q4_k_quants(L, out.qs); });
+                           [](const std::uint8_t* L, block_q4_k& out) { kq_pack::q4_k(L, out.qs); });
 }

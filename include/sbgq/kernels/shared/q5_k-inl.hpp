@@ -9,6 +9,6 @@ inline void quantize_q5_k(std::span<const float> x, std::span<block_q5_k> y,
   SBGQ_DASSERT(x.size() == y.size() * qk_k);
   SBGQ_DASSERT(weights.empty() || weights.size() == x.size());
   k45_kernel::quantize_row(x, y, weights, 31, -0.5f, 15, [](const std::uint8_t* L, block_q5_k& out) {
-    detail::codec::pack_q5_k_quants(L, out.qh, out.qs);
+    kq_pack::q5_k(L, out.qh, out.qs);
   });
 }

@@ -52,7 +52,7 @@ inline void superblocks(const float* x, const float* qw, block_q6_k* out, std::s
   std::uint8_t L[256 * g];
   kq_kernel::store_levels<16>(Lv, L);
   for (std::size_t s = 0; s < cnt; ++s)
-    if (!zero_sb[s]) detail::codec::pack_q6_k_quants(L + 256 * s, out[s].ql, out[s].qh);
+    if (!zero_sb[s]) kq_pack::q6_k(L + 256 * s, out[s].ql, out[s].qh);
 }
 
 }  // namespace q6_kernel

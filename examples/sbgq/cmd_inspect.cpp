@@ -1,11 +1,145 @@
-// sbgq inspect PATH [--json]: metadata and tensor table of a GGUF or safetensors model.
+// sbgq inspect PATH [--json] [--all]: the metadata and tensor table of a GGUF file, a
+// safetensors file, or an HF checkpoint directory (sharded through its index), like a gguf
+// dump. Human-readable by default; --json prints one JSON object for machines.
+#include <cstdio>
+#include <filesystem>
+#include <string>
+
 #include "cli.hpp"
 #include "commands.hpp"
+#include <sbgq/gguf.hpp>
+#include <sbgq/safetensors.hpp>
 
 namespace sbgq::cli {
 
+namespace {
+
+std::string json_escape(std::string_view s) {
+  std::string o = "\"";
+  for (unsigned char c : s) {
+    switch (c) {
+      case '"': o += "\\\""; break;
+      case '\\': o += "\\\\"; break;
+      case '\n': o += "\\n"; break;
+      case '\r': o += "\\r"; break;
+      case '\t': o += "\\t"; break;
+      default:
+        if (c < 0x20) {
+          char buf[8];
+          std::snprintf(buf, sizeof buf, "\\u%04x", c);
+          o += buf;
+        } else {
+          o += static_cast<char>(c);
+        }
+    }
+  }
+  return o + "\"";
+}
+
+/// One row of the tensor table.
+struct row {
+  std::string name, type, shape;
+  std::uint64_t bytes = 0, elements = 0;
+};
+
+void print_table(const std::vector<row>& rows, bool all) {
+  std::size_t w = 4;
+  for (const auto& r : rows) w = std::max(w, r.name.size());
+  std::printf("%6s  %-*s  %-8s  %-22s  %12s\n", "#", static_cast<int>(w), "name", "type", "shape", "bytes");
+  std::uint64_t total = 0, elems = 0;
+  for (std::size_t i = 0; i < rows.size(); ++i) {
+    total += rows[i].bytes;
+    elems += rows[i].elements;
+    if (!all && rows.size() > 60 && i >= 40 && i + 10 < rows.size()) {
+      if (i == 40) std::printf("%6s  ... %zu more (--all shows every tensor)\n", "", rows.size() - 50);
+      continue;
+    }
+    std::printf("%6zu  %-*s  %-8s  %-22s  %12llu\n", i, static_cast<int>(w), rows[i].name.c_str(), rows[i].type.c_str(),
+                rows[i].shape.c_str(), static_cast<unsigned long long>(rows[i].bytes));
+  }
+  std::printf("%zu tensors, %llu elements, %s of tensor data (%.3f bits per element)\n", rows.size(),
+              static_cast<unsigned long long>(elems), human_bytes(static_cast<double>(total)).c_str(),
+              elems ? 8.0 * static_cast<double>(total) / static_cast<double>(elems) : 0.0);
+}
+
+void print_json(const std::string& path, const std::string& format, const std::vector<std::pair<std::string, std::string>>& meta,
+                const std::vector<row>& rows) {
+  std::printf("{\"path\": %s, \"format\": %s, \"metadata\": {", json_escape(path).c_str(), json_escape(format).c_str());
+  for (std::size_t i = 0; i < meta.size(); ++i)
+    std::printf("%s%s: %s", i ? ", " : "", json_escape(meta[i].first).c_str(), json_escape(meta[i].second).c_str());
+  std::printf("}, \"tensors\": [");
+  for (std::size_t i = 0; i < rows.size(); ++i)
+    std::printf("%s{\"name\": %s, \"type\": %s, \"shape\": %s, \"bytes\": %llu}", i ? ", " : "", json_escape(rows[i].name).c_str(),
+                json_escape(rows[i].type).c_str(), rows[i].shape.c_str(), static_cast<unsigned long long>(rows[i].bytes));
+  std::printf("]}\n");
+}
+
+}  // namespace
+
 int cmd_inspect(args& a) {
-  throw usage_error{"not implemented yet"};
+  std::string path;
+  bool json = false, all = false;
+  while (!a.empty()) {
+    const std::string f = a.next();
+    if (f == "--json") json = true;
+    else if (f == "--all") all = true;
+    else if (!f.empty() && f[0] == '-') throw usage_error{"unknown option '" + f + "'"};
+    else if (path.empty()) path = f;
+    else throw usage_error{"unexpected argument '" + f + "'"};
+  }
+  if (path.empty()) throw usage_error{"missing PATH"};
+  std::vector<std::pair<std::string, std::string>> meta;
+  std::vector<row> rows;
+  std::string format;
+  std::error_code ec;
+  const bool is_file = std::filesystem::is_regular_file(path, ec);
+  bool is_gguf = false;
+  if (is_file) {
+    std::FILE* f = std::fopen(path.c_str(), "rb");
+    char magic[4] = {};
+    if (f) {
+      is_gguf = std::fread(magic, 1, 4, f) == 4 && std::string_view(magic, 4) == "GGUF";
+      std::fclose(f);
+    }
+  }
+  if (is_gguf) {
+    auto g = unwrap(gguf_file::open(path));
+    format = "gguf v" + std::to_string(g.version());
+    meta.emplace_back("gguf.alignment", std::to_string(g.alignment()));
+    meta.emplace_back("gguf.data_offset", std::to_string(g.data_offset()));
+    for (const auto& kv : g.metadata())
+      meta.emplace_back(kv.key, std::string(gguf_value_type_name(kv.value.type())) + " " + to_string(kv.value, json ? 64 : 8));
+    for (const auto& t : g.tensors()) {
+      std::string shape = "[";
+      for (std::uint32_t d = 0; d < t.n_dims; ++d) shape += (d ? ", " : "") + std::to_string(t.ne[d]);
+      rows.push_back({t.name, std::string(type_name(t.type)), shape + "]", t.nbytes, t.n_elements()});
+    }
+  } else {
+    auto ck = unwrap(safetensors_checkpoint::open(path));
+    format = "safetensors, " + std::to_string(ck.shards().size()) + " file(s)";
+    if (!ck.index_path().empty()) meta.emplace_back("index", ck.index_path());
+    if (auto ts = ck.total_size()) meta.emplace_back("index.total_size", std::to_string(*ts));
+    for (const auto& shard : ck.shards())
+      for (const auto& m : shard.metadata()) meta.emplace_back(std::filesystem::path(shard.path()).filename().string() + ":" + m.key, m.value);
+    for (const auto& v : ck.views()) {
+      std::string shape = v.shape.to_string();
+      rows.push_back({std::string(v.name), std::string(dtype_name(v.type)), shape, v.bytes.size(), v.elements()});
+    }
+  }
+  if (json) {
+    print_json(path, format, meta, rows);
+    return 0;
+  }
+  std::printf("%s: %s\n", path.c_str(), format.c_str());
+  std::size_t kw = 0;
+  for (const auto& [k, v] : meta) kw = std::max(kw, k.size());
+  for (const auto& [k, v] : meta) {
+    std::string val = v;
+    if (!all && val.size() > 120) val = val.substr(0, 117) + "...";
+    std::printf("  %-*s  %s\n", static_cast<int>(kw), k.c_str(), val.c_str());
+  }
+  print_table(rows, all);
+  return 0;
 }
 
 }  // namespace sbgq::cli

@@ -732,3 +732,16 @@ TEST_CASE("bad input gives clear errors and leaves no output file") {
     fs::remove(in);
   }
 }
+
+TEST_CASE("quantize_gguf on caller-owned bytes (gguf_file::parse) leaves them intact") {
+  const std::string f32 = tiny_gguf(ggml_type::f32);
+  const auto bytes = read_all(f32);
+  auto parsed = sbgq::gguf_file::parse(bytes);
+  REQUIRE(parsed.has_value());
+  const std::string ours = tmp("parsed-q80-sbgq.gguf"), theirs = tmp("parsed-q80-llama.gguf");
+  auto r = sbgq::quantize_gguf(*parsed, ours, preset(llama_ftype::mostly_q8_0));
+  REQUIRE_MESSAGE(r.has_value(), (r ? "" : r.error().message()));
+  CHECK(bytes == read_all(f32));  // the caller's buffer still holds the file
+  REQUIRE(run_oracle(f32, theirs, preset(llama_ftype::mostly_q8_0)) == 0);
+  require_same_file(ours, theirs);
+}

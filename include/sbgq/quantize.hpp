@@ -188,6 +188,7 @@ inline const codec_traits* writable_codec(ggml_type t) noexcept {
 
 /// Drops the pages of a finished input tensor from this process (they stay in the page
 /// cache), as llama.cpp unmaps each weight. Advisory: failures are ignored.
+/// Precondition: `s` lies in a read-only file mapping (never in anonymous memory).
 inline void release_pages(std::span<const std::byte> s) noexcept {
 #if defined(__unix__) || defined(__APPLE__)
   const long page = ::sysconf(_SC_PAGESIZE);
@@ -350,7 +351,9 @@ inline result<quantize_report> quantize_gguf(const gguf_file& in, const std::str
       if (used_imatrix) ++rep.n_with_imatrix;
     }
     SBGQ_TRY_VOID(w.write_tensor_data(k, dst));
-    dq::release_pages(src);
+    // Only for a file mapping: on caller-owned memory (gguf_file::parse) MADV_DONTNEED
+    // would discard the data.
+    if (in.mapping().size() > 0) dq::release_pages(src);
     rep.bytes_in += src.size();
     rep.bytes_out += dst.size();
     if (opt.progress) {

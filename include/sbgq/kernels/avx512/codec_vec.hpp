@@ -25,6 +25,13 @@
 #include <immintrin.h>
 
 SBGQ_BEGIN_NAMESPACE
+// GCC 12 false positive: _mm512_undefined_ps() et al. initialise a variable with itself,
+// and after inlining -W(maybe-)uninitialized reports it (GCC bug 105593, fixed in 13).
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 SBGQ_TARGET_AVX512_BEGIN
 namespace avx512::cv {
 
@@ -152,6 +159,9 @@ inline vf load(const float* p) { vf o; SBGQ_CV_EACH o.v[r_] = _mm512_loadu_ps(p 
 
 }  // namespace avx512::cv
 SBGQ_TARGET_END
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
 SBGQ_END_NAMESPACE
 
 #endif  // SBGQ_X86_KERNELS

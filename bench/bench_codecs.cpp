@@ -7,6 +7,10 @@
 //   quantize/<fmt>/<plain|imatrix>/llama.cpp  ggml_quantize_chunk on the whole matrix
 //   dequantize/<fmt>/<level>                  sbgq dequantize_rows
 //   dequantize/<fmt>/llama.cpp                dequantize_row_<fmt> over the matrix
+//   dequantize/<fmt>/<level|llama.cpp>/row_in_cache  the same rows decoded one at a time
+//                                              into one 16 KiB buffer (what a consumer that
+//                                              decodes a row and uses it sees; the full-matrix
+//                                              rows above are bound by DRAM write bandwidth)
 // plus, with the suffix /all_threads, the best supported level and llama.cpp on every
 // hardware thread (sbgq: quantize_rows/dequantize_rows with n_threads = 0; llama.cpp:
 // the same row ranges through sbgq::parallel_for, one ggml_quantize_chunk /
@@ -15,6 +19,7 @@
 // supports are registered. Results go to bench/RESULTS.md ("## Codecs").
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <string>
@@ -133,6 +138,40 @@ void bm_dequantize_oracle(benchmark::State& state, sbgq::ggml_type t, int thread
   state.SetBytesProcessed(state.iterations() * f32_bytes());
 }
 
+void bm_dequantize_row_in_cache(benchmark::State& state, sbgq::ggml_type t, int level_or_oracle) {
+  const auto q = quantized(t);
+  std::vector<float> y(cols);
+  const std::size_t rb = sbgq::row_size(t, cols);
+  const sbgq::codec_traits* codec = sbgq::find_codec(t);
+  void (*fn)(const void*, float*, std::int64_t) = nullptr;
+  if (level_or_oracle < 0) {
+    auto& o = sbgq::test::oracle();
+    switch (t) {
+      case sbgq::ggml_type::q8_0: fn = o.dequantize_row_q8_0; break;
+      case sbgq::ggml_type::q2_k: fn = o.dequantize_row_q2_K; break;
+      case sbgq::ggml_type::q3_k: fn = o.dequantize_row_q3_K; break;
+      case sbgq::ggml_type::q4_k: fn = o.dequantize_row_q4_K; break;
+      case sbgq::ggml_type::q5_k: fn = o.dequantize_row_q5_K; break;
+      case sbgq::ggml_type::q6_k: fn = o.dequantize_row_q6_K; break;
+      case sbgq::ggml_type::iq4_nl: fn = o.dequantize_row_iq4_nl; break;
+      case sbgq::ggml_type::iq4_xs: fn = o.dequantize_row_iq4_xs; break;
+      default: state.SkipWithError("no oracle dequantizer"); return;
+    }
+  }
+  const auto level = static_cast<sbgq::simd_level>(std::max(level_or_oracle, 0));
+  for (auto _ : state) {
+    for (std::size_t r = 0; r < rows; ++r) {
+      if (fn != nullptr)
+        fn(q.data() + r * rb, y.data(), static_cast<std::int64_t>(cols));
+      else
+        codec->dequantize_row(level, q.data() + r * rb, y.data(), cols);
+      benchmark::DoNotOptimize(y.data());
+    }
+    benchmark::ClobberMemory();
+  }
+  state.SetBytesProcessed(state.iterations() * f32_bytes());
+}
+
 void register_all() {
   using sbgq::ggml_type;
   const ggml_type types[] = {ggml_type::q8_0, ggml_type::q2_k, ggml_type::q3_k, ggml_type::q4_k,
@@ -159,6 +198,8 @@ void register_all() {
     const std::string dbase = "dequantize/" + fmt + "/";
     for (auto l : levels) reg(dbase + std::string(sbgq::simd_level_name(l)), bm_dequantize_ours, t, l, 1);
     reg(dbase + "llama.cpp", bm_dequantize_oracle, t, 1);
+    for (auto l : levels) reg(dbase + std::string(sbgq::simd_level_name(l)) + "/row_in_cache", bm_dequantize_row_in_cache, t, static_cast<int>(l));
+    reg(dbase + "llama.cpp/row_in_cache", bm_dequantize_row_in_cache, t, -1);
     reg(dbase + best_name + "/all_threads", bm_dequantize_ours, t, best, 0);
     reg(dbase + "llama.cpp/all_threads", bm_dequantize_oracle, t, 0);
   }

@@ -166,7 +166,6 @@ inline cv::vf make_q3_quants(int nmax, const cv::vf* x, cv::vi* L) {
       const cv::vf li = cv::to_float(L[i]);
       cv::vf slx = sumlx - w * x[i] * li;
       const cv::vm open = active & (slx > cv::vf(0.0f));
-      if (!cv::any(open)) continue;
       cv::vf sl2 = suml2 - w * li * li;
       const cv::vi new_l = cv::max(lo, cv::min(hi, cv::nearest_int(x[i] * sl2 / slx)));
       const cv::vm differs = open & ~(new_l == L[i]);

@@ -329,17 +329,39 @@ inline result<convert_report> convert_checkpoint(const std::string& model_dir, c
     (void)index;
   }
 
+  // Tensors whose transform is row-local and cheap (none, or the 1-D ones) are streamed in
+  // blocks of rows straight from the mapping, whose pages are released behind us: peak
+  // memory is a block, not the 4 GB f32 copy of a 9B embedding. V-head reorders need the
+  // whole (at most a few hundred MB) tensor.
   std::vector<std::byte> encoded;
+  std::vector<float> rows_f32;
   for (std::size_t i = 0; i < plan.size(); ++i) {
     const auto& e = plan[i];
     if (opt.progress) opt.progress(static_cast<int>(i), static_cast<int>(plan.size()), e.gguf_name);
-    SBGQ_TRY(std::vector<float> values, load_gguf_values(ckpt, e, cfg, !opt.skip_v_head_reorder));
-    rep.bytes_read += ckpt.find(e.hf_name)->bytes.size();
+    SBGQ_TRY(tensor_view src, find_hf_tensor(ckpt, e));
+    rep.bytes_read += src.bytes.size();
     const ggml_type t = converted_type(e, opt.outtype);
     const auto rows = static_cast<std::size_t>(e.rows()), cols = static_cast<std::size_t>(e.ne[0]);
-    encoded.resize(rows * static_cast<std::size_t>(row_size(t, cols)));
-    SBGQ_TRY_VOID(quantize_rows(t, values.data(), rows, cols, nullptr, encoded, opt.n_threads));
-    SBGQ_TRY_VOID(w.write_tensor_data(i, std::span<const std::byte>(encoded)));
+    const auto out_row = static_cast<std::size_t>(row_size(t, cols));
+    if (e.transform == tensor_transform::none && e.ne.size() == 2) {
+      const std::size_t block = std::max<std::size_t>(1, (std::size_t{1} << 22) / cols);  // ~16 MB of f32
+      for (std::size_t r0 = 0; r0 < rows; r0 += block) {
+        const std::size_t nr = std::min(block, rows - r0);
+        rows_f32.resize(nr * cols);
+        SBGQ_TRY_VOID(to_f32(src, r0, r0 + nr, rows_f32));
+        encoded.resize(nr * out_row);
+        SBGQ_TRY_VOID(quantize_rows(t, rows_f32.data(), nr, cols, nullptr, encoded, opt.n_threads));
+        SBGQ_TRY_VOID(w.write_tensor_chunk(i, std::span<const std::byte>(encoded)));
+        const std::size_t in_row = src.bytes.size() / rows;
+        release_mapped_pages(src.bytes.subspan(r0 * in_row, nr * in_row));
+      }
+    } else {
+      SBGQ_TRY(std::vector<float> values, load_gguf_values(ckpt, e, cfg, !opt.skip_v_head_reorder));
+      encoded.resize(rows * out_row);
+      SBGQ_TRY_VOID(quantize_rows(t, values.data(), rows, cols, nullptr, encoded, opt.n_threads));
+      SBGQ_TRY_VOID(w.write_tensor_data(i, std::span<const std::byte>(encoded)));
+    }
+    release_mapped_pages(src.bytes);
   }
   SBGQ_TRY_VOID(w.finish());
   rep.n_tensors = plan.size();

@@ -121,4 +121,23 @@ class mapped_file {
   std::string path_;
 };
 
+/// Drops the pages of `s`, a range inside a read-only file mapping, from this process's
+/// resident set (they stay in the page cache), so streaming over a large mapped file keeps
+/// memory bounded, as llama.cpp unmaps each weight once used. Only whole pages inside the
+/// range are dropped. Advisory: failures are ignored. Precondition: `s` lies in a
+/// read-only file mapping (never in anonymous memory, whose contents would be lost).
+inline void release_mapped_pages(std::span<const std::byte> s) noexcept {
+#if SBGQ_HAVE_MMAP
+  const long page = ::sysconf(_SC_PAGESIZE);
+  if (page <= 0 || s.empty()) return;
+  const auto p = reinterpret_cast<std::uintptr_t>(s.data());
+  const auto pg = static_cast<std::uintptr_t>(page);
+  const std::uintptr_t begin = (p + pg - 1) & ~(pg - 1);
+  const std::uintptr_t end = (p + s.size()) & ~(pg - 1);
+  if (end > begin) (void)::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
+#else
+  (void)s;
+#endif
+}
+
 SBGQ_END_NAMESPACE

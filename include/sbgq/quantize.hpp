@@ -186,21 +186,8 @@ inline const codec_traits* writable_codec(ggml_type t) noexcept {
   return t == ggml_type::q8_k ? nullptr : find_codec(t);
 }
 
-/// Drops the pages of a finished input tensor from this process (they stay in the page
-/// cache), as llama.cpp unmaps each weight. Advisory: failures are ignored.
-/// Precondition: `s` lies in a read-only file mapping (never in anonymous memory).
-inline void release_pages(std::span<const std::byte> s) noexcept {
-#if defined(__unix__) || defined(__APPLE__)
-  const long page = ::sysconf(_SC_PAGESIZE);
-  if (page <= 0 || s.empty()) return;
-  const auto p = reinterpret_cast<std::uintptr_t>(s.data());
-  const std::uintptr_t begin = (p + static_cast<std::uintptr_t>(page) - 1) & ~static_cast<std::uintptr_t>(page - 1);
-  const std::uintptr_t end = (p + s.size()) & ~static_cast<std::uintptr_t>(page - 1);
-  if (end > begin) (void)::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
-#else
-  (void)s;
-#endif
-}
+/// Drops a finished input tensor's pages from this process (see mapped_file.hpp).
+inline void release_pages(std::span<const std::byte> s) noexcept { release_mapped_pages(s); }
 
 }  // namespace detail::quant
 

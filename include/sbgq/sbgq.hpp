@@ -36,4 +36,6 @@
 #include "codec/rows.hpp"
 #include "imatrix.hpp"
 #include "convert.hpp"
+#include "quant_policy.hpp"
+#include "quantize.hpp"
 #include "synth.hpp"

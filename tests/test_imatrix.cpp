@@ -38,7 +38,7 @@ sbgq::imatrix sample() {
 void write_bytes(const std::string& path, const std::vector<unsigned char>& b) {
   std::FILE* f = std::fopen(path.c_str(), "wb");
   REQUIRE(f);
-  std::fwrite(b.data(), 1, b.size(), f);
+  if (!b.empty()) std::fwrite(b.data(), 1, b.size(), f);  // fwrite(NULL, ...) is UB even for 0 bytes
   std::fclose(f);
 }
 template <class T>

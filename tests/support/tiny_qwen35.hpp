@@ -28,6 +28,7 @@
 #include "sbgq/model_config.hpp"
 #include "sbgq/output_file.hpp"
 #include "sbgq/qwen35_tensors.hpp"
+#include "sbgq/weights.hpp"
 
 namespace sbgq::test {
 
@@ -131,61 +132,26 @@ inline tiny_model read_tiny_model() {
   return m;
 }
 
-/// A weight_provider over a tiny_model's tensors (copies into Eigen types on load).
+/// A weight_provider over a tiny_model's tensors (copies into Eigen types on load), filled
+/// by the same detail::load_layer_with as the library's GGUF and safetensors providers.
 class tensor_map_provider : public weight_provider {
  public:
   explicit tensor_map_provider(const tiny_model& m) : m_(m) {}
 
   result<global_weights> load_globals() override {
-    global_weights g;
-    g.token_embd = mat("token_embd.weight");
-    g.output_norm = vec("output_norm.weight");
-    if (m_.tensors.count("output.weight")) g.output = mat("output.weight");
-    return g;
+    return detail::load_globals_with(getter(), m_.tensors.count("output.weight") != 0);
   }
   result<layer_weights> load_layer(int l) override {
-    const std::string b = "blk." + std::to_string(l) + ".";
-    layer_weights w;
-    w.kind = m_.config.layer_types.at(static_cast<std::size_t>(l));
-    w.attn_norm = vec(b + "attn_norm.weight");
-    w.post_attention_norm = vec(b + "post_attention_norm.weight");
-    w.ffn_gate = mat(b + "ffn_gate.weight");
-    w.ffn_up = mat(b + "ffn_up.weight");
-    w.ffn_down = mat(b + "ffn_down.weight");
-    if (w.kind == layer_kind::linear_attention) {
-      w.attn_qkv = mat(b + "attn_qkv.weight");
-      w.attn_gate = mat(b + "attn_gate.weight");
-      w.ssm_beta = mat(b + "ssm_beta.weight");
-      w.ssm_alpha = mat(b + "ssm_alpha.weight");
-      w.ssm_conv1d = mat(b + "ssm_conv1d.weight");
-      w.ssm_a = vec(b + "ssm_a");
-      w.ssm_dt_bias = vec(b + "ssm_dt.bias");
-      w.ssm_norm = vec(b + "ssm_norm.weight");
-      w.ssm_out = mat(b + "ssm_out.weight");
-    } else {
-      w.attn_q = mat(b + "attn_q.weight");
-      w.attn_k = mat(b + "attn_k.weight");
-      w.attn_v = mat(b + "attn_v.weight");
-      w.attn_output = mat(b + "attn_output.weight");
-      w.attn_q_norm = vec(b + "attn_q_norm.weight");
-      w.attn_k_norm = vec(b + "attn_k_norm.weight");
-    }
-    return w;
+    return detail::load_layer_with(getter(), m_.config.layer_types.at(static_cast<std::size_t>(l)), l);
   }
 
  private:
-  const f32_tensor& get(const std::string& name) const {
-    auto it = m_.tensors.find(name);
-    if (it == m_.tensors.end()) throw std::runtime_error("missing tensor " + name);
-    return it->second;
-  }
-  matrix_f32 mat(const std::string& name) const {
-    const f32_tensor& t = get(name);
-    return Eigen::Map<const matrix_f32>(t.data.data(), t.ne.at(1), t.ne.at(0));
-  }
-  vector_f32 vec(const std::string& name) const {
-    const f32_tensor& t = get(name);
-    return Eigen::Map<const vector_f32>(t.data.data(), static_cast<Eigen::Index>(t.data.size()));
+  detail::value_getter getter() const {
+    return [this](const std::string& name) -> result<detail::named_values> {
+      auto it = m_.tensors.find(name);
+      if (it == m_.tensors.end()) throw std::runtime_error("missing tensor " + name);
+      return detail::named_values{it->second.data, it->second.ne};
+    };
   }
   const tiny_model& m_;
 };

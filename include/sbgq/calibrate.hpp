@@ -23,6 +23,7 @@
 #include <chrono>
 #include <functional>
 #include <map>
+#include <memory>
 #include <span>
 #include <string>
 #include <vector>
@@ -111,65 +112,134 @@ class calibration_observer : public observer {
 
 }  // namespace detail
 
+/// Calibration one layer at a time, for callers that do more per layer than collect
+/// (the pipeline transforms and quantizes layer l between its calibration and layer
+/// l+1's). Holds the hidden states of every chunk. Not copyable or movable (the observer
+/// refers to the statistics); create with start().
+///
+///   auto s = calibration_session::start(config, provider, tokens, opt);
+///   for (int l = 0; l < n_layers; ++l) {
+///     auto w = provider.load_layer(l);
+///     (*s)->run_layer(l, *w);         // every chunk through layer l
+///     use((*s)->stats(), (*s)->xtx()); // statistics so far, this layer's X^T X
+///     (*s)->clear_xtx();
+///   }
+class calibration_session {
+ public:
+  calibration_session(const calibration_session&) = delete;
+  calibration_session& operator=(const calibration_session&) = delete;
+
+  /// Embeds the chunks of `tokens` (only their embedding rows are read). Errors:
+  /// invalid_argument (fewer tokens than one chunk, ctx < 16 -- llama-imatrix ignores
+  /// batches under 16 rows), and those of the provider.
+  static result<std::unique_ptr<calibration_session>> start(const qwen35_config& c, weight_provider& provider,
+                                                            std::span<const std::int32_t> tokens,
+                                                            const calibration_options& opt) {
+    const std::int64_t ctx = opt.ctx;
+    if (ctx < 16 || static_cast<std::int64_t>(tokens.size()) < ctx)
+      return error(error_code::invalid_argument, "calibrate",
+                   "calibration needs ctx >= 16 and at least ctx = " + std::to_string(ctx) + " tokens, got " +
+                       std::to_string(tokens.size()));
+    std::unique_ptr<calibration_session> s(new calibration_session(c, opt));
+    std::int64_t n_chunks = static_cast<std::int64_t>(tokens.size()) / ctx;
+    if (opt.max_chunks > 0) n_chunks = std::min(n_chunks, opt.max_chunks);
+    s->res_.n_chunks = n_chunks;
+    s->res_.n_tokens = n_chunks * ctx;
+    s->res_.im.chunk_size = static_cast<std::uint32_t>(ctx);
+    s->res_.im.chunk_count = static_cast<std::uint32_t>(n_chunks);
+    if (!opt.dataset.empty()) s->res_.im.datasets.push_back(opt.dataset);
+    SBGQ_TRY(matrix_f32 rows, provider.embedding_rows(tokens.first(static_cast<std::size_t>(s->res_.n_tokens))));
+    SBGQ_TRY(s->all_, embed_rows(std::move(rows), n_chunks));
+    return s;
+  }
+
+  /// Runs every chunk through layer l (layers in order, each once), accumulating its
+  /// statistics (and X^T X with collect_xtx).
+  result<void> run_layer(int l, const layer_weights& w) {
+    for_each_group([&](activations& part) { return sbgq::run_layer(c_, l, w, part, &obs_, opt_.n_threads); });
+    return status_;
+  }
+
+  /// The LM head's statistics (output.weight, or token_embd.weight when tied): only the
+  /// final norm and the head are read. Call after the last layer.
+  result<void> run_output(const global_weights& g) {
+    for_each_group([&](activations& part) -> result<void> {
+      SBGQ_TRY(matrix_f32 z, logits(g, c_, part, &obs_, opt_.n_threads));
+      (void)z;
+      return {};
+    });
+    return status_;
+  }
+
+  /// Statistics of every layer run so far.
+  imatrix& stats() noexcept { return res_.im; }
+  /// X^T X of the layers run since the last clear_xtx(), keyed by input space.
+  std::map<std::string, Eigen::MatrixXd>& xtx() noexcept { return obs_.xtx(); }
+  void clear_xtx() { obs_.xtx().clear(); }
+  /// Hidden states of every chunk (after the layers run so far).
+  const activations& hidden() const noexcept { return all_; }
+  std::int64_t n_chunks() const noexcept { return res_.n_chunks; }
+  std::int64_t n_tokens() const noexcept { return res_.n_tokens; }
+  /// The result so far (moves the statistics out).
+  calibration_result finish() { return std::move(res_); }
+
+ private:
+  calibration_session(const qwen35_config& c, const calibration_options& opt)
+      : c_(c), opt_(opt), obs_(res_.im, opt_) {}
+
+  template <class F>
+  void for_each_group(F&& f) {
+    if (!status_) return;
+    const std::int64_t ctx = opt_.ctx, n = res_.n_chunks;
+    const std::int64_t group = std::max<std::int64_t>(1, opt_.group_chunks);
+    for (std::int64_t s0 = 0; s0 < n; s0 += group) {
+      const std::int64_t ns = std::min(group, n - s0);
+      part_.n_seq = ns;
+      part_.n_tok = ctx;
+      part_.hidden = all_.hidden.middleRows(s0 * ctx, ns * ctx);
+      if (auto r = f(part_); !r) {
+        status_ = std::move(r).error();
+        return;
+      }
+      if (auto r = obs_.status(); !r) {
+        status_ = std::move(r).error();
+        return;
+      }
+      all_.hidden.middleRows(s0 * ctx, ns * ctx) = part_.hidden;
+    }
+  }
+
+  const qwen35_config& c_;
+  calibration_options opt_;
+  calibration_result res_;
+  detail::calibration_observer obs_;
+  activations all_, part_;
+  result<void> status_;
+};
+
 /// Runs the chunks of `tokens` through the model layer by layer and collects the
 /// importance matrix (and, with collect_xtx, X^T X per input space through
-/// on_layer_done). Errors: invalid_argument (fewer tokens than one chunk, ctx < 16 --
-/// llama-imatrix ignores batches under 16 rows), and those of the provider and forward pass.
+/// on_layer_done). Errors: those of calibration_session::start, the provider and the
+/// forward pass.
 inline result<calibration_result> collect_calibration(const qwen35_config& c, weight_provider& provider,
                                                       std::span<const std::int32_t> tokens,
                                                       const calibration_options& opt) {
   const auto t0 = std::chrono::steady_clock::now();
-  const std::int64_t ctx = opt.ctx;
-  if (ctx < 16 || static_cast<std::int64_t>(tokens.size()) < ctx)
-    return error(error_code::invalid_argument, "calibrate",
-                 "calibration needs ctx >= 16 and at least ctx = " + std::to_string(ctx) + " tokens, got " +
-                     std::to_string(tokens.size()));
-  std::int64_t n_chunks = static_cast<std::int64_t>(tokens.size()) / ctx;
-  if (opt.max_chunks > 0) n_chunks = std::min(n_chunks, opt.max_chunks);
-  calibration_result res;
-  res.n_chunks = n_chunks;
-  res.n_tokens = n_chunks * ctx;
-  res.im.chunk_size = static_cast<std::uint32_t>(ctx);
-  res.im.chunk_count = static_cast<std::uint32_t>(n_chunks);
-  if (!opt.dataset.empty()) res.im.datasets.push_back(opt.dataset);
-
-  SBGQ_TRY(global_weights g, provider.load_globals());
-  SBGQ_TRY(activations all, embed(g, tokens.first(static_cast<std::size_t>(res.n_tokens)), n_chunks));
-  g = global_weights{};  // the embeddings are not needed again; the head is reloaded if wanted
-  detail::calibration_observer obs(res.im, opt);
-  const std::int64_t group = std::max<std::int64_t>(1, opt.group_chunks);
-  activations part;
+  SBGQ_TRY(std::unique_ptr<calibration_session> s, calibration_session::start(c, provider, tokens, opt));
   for (int l = 0; l < static_cast<int>(c.num_hidden_layers); ++l) {
     SBGQ_TRY(layer_weights w, provider.load_layer(l));
-    for (std::int64_t s0 = 0; s0 < n_chunks; s0 += group) {
-      const std::int64_t ns = std::min(group, n_chunks - s0);
-      part.n_seq = ns;
-      part.n_tok = ctx;
-      part.hidden = all.hidden.middleRows(s0 * ctx, ns * ctx);
-      SBGQ_TRY_VOID(run_layer(c, l, w, part, &obs, opt.n_threads));
-      SBGQ_TRY_VOID(obs.status());
-      all.hidden.middleRows(s0 * ctx, ns * ctx) = part.hidden;
-    }
-    if (opt.collect_xtx) {
-      if (opt.on_layer_done) opt.on_layer_done(l, obs.xtx());
-      obs.xtx().clear();
-    }
+    SBGQ_TRY_VOID(s->run_layer(l, w));
+    if (opt.collect_xtx && opt.on_layer_done) opt.on_layer_done(l, s->xtx());
+    s->clear_xtx();
     if (opt.progress)
       opt.progress(l + 1, static_cast<int>(c.num_hidden_layers),
                    std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
   }
   if (opt.process_output) {
-    SBGQ_TRY(global_weights g2, provider.load_globals());
-    for (std::int64_t s0 = 0; s0 < n_chunks; s0 += group) {
-      const std::int64_t ns = std::min(group, n_chunks - s0);
-      part.n_seq = ns;
-      part.n_tok = ctx;
-      part.hidden = all.hidden.middleRows(s0 * ctx, ns * ctx);
-      SBGQ_TRY(matrix_f32 z, logits(g2, c, part, &obs, opt.n_threads));
-      (void)z;
-      SBGQ_TRY_VOID(obs.status());
-    }
+    SBGQ_TRY(global_weights g, provider.load_globals());
+    SBGQ_TRY_VOID(s->run_output(g));
   }
+  calibration_result res = s->finish();
   res.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return res;
 }

@@ -103,6 +103,11 @@ class weight_provider {
   virtual result<global_weights> load_globals() = 0;
   /// Weights of decoder layer l (0 <= l < num_hidden_layers), kind set.
   virtual result<layer_weights> load_layer(int l) = 0;
+  /// The token_embd rows of `ids`, in order: [ids.size()][hidden]. The default loads the
+  /// globals and copies the rows; providers over big files override it to read only those
+  /// rows (a 9B model's f32 embedding matrix alone is 4 GB). Errors: bad_value for an id
+  /// outside the vocabulary, and those of the provider.
+  virtual result<matrix_f32> embedding_rows(std::span<const std::int32_t> ids);
 };
 
 /// Sees the input of every matrix product: X holds one row per token of every sequence
@@ -463,6 +468,27 @@ inline result<activations> embed(const global_weights& g, std::span<const std::i
     act.hidden.row(i) = g.token_embd.row(id);
   }
   return act;
+}
+
+/// Hidden states of n_seq equal-length sequences from their embedding rows (as returned
+/// by weight_provider::embedding_rows). Errors: invalid_argument (row count not a
+/// multiple of n_seq, or empty).
+inline result<activations> embed_rows(matrix_f32 rows, std::int64_t n_seq = 1) {
+  const std::int64_t n = rows.rows();
+  if (n_seq <= 0 || n == 0 || n % n_seq != 0)
+    return detail::fwd::forward_error(error_code::invalid_argument, std::to_string(n) + " tokens cannot be split into " +
+                                                                   std::to_string(n_seq) + " equal non-empty sequences");
+  activations act;
+  act.n_seq = n_seq;
+  act.n_tok = n / n_seq;
+  act.hidden = std::move(rows);
+  return act;
+}
+
+inline result<matrix_f32> weight_provider::embedding_rows(std::span<const std::int32_t> ids) {
+  SBGQ_TRY(global_weights g, load_globals());
+  SBGQ_TRY(activations act, embed(g, ids, 1));
+  return std::move(act.hidden);
 }
 
 /// Runs decoder layer l over every sequence of act, in place:

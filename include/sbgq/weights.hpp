@@ -43,6 +43,13 @@ inline result<vector_f32> as_vector(const value_getter& get, const std::string& 
   return vector_f32(Eigen::Map<const vector_f32>(v.values.data(), static_cast<Eigen::Index>(v.values.size())));
 }
 
+inline result<void> check_token_id(std::span<const std::int32_t> ids, std::size_t i, std::int64_t vocab) {
+  if (ids[i] < 0 || ids[i] >= vocab)
+    return error(error_code::bad_value, "forward", "token " + std::to_string(i) + ": id " + std::to_string(ids[i]) +
+                                                       " outside the vocabulary [0, " + std::to_string(vocab) + ")");
+  return {};
+}
+
 /// Fills the weights of layer l (of kind `kind`) from a getter.
 inline result<layer_weights> load_layer_with(const value_getter& get, layer_kind kind, int l) {
   const std::string b = "blk." + std::to_string(l) + ".";
@@ -102,6 +109,23 @@ class gguf_weight_provider : public weight_provider {
     return detail::load_layer_with(getter(), c_.layer_types[static_cast<std::size_t>(l)], l);
   }
 
+  /// Decodes only the embedding rows asked for.
+  result<matrix_f32> embedding_rows(std::span<const std::int32_t> ids) override {
+    const gguf_tensor_info* t = f_.find_tensor("token_embd.weight");
+    if (!t || t->n_dims != 2) return error(error_code::not_found, "weights", "no 2-D tensor 'token_embd.weight' in the GGUF file");
+    SBGQ_TRY(std::span<const std::byte> bytes, f_.tensor_data("token_embd.weight"));
+    const auto cols = static_cast<std::size_t>(t->ne[0]);
+    const auto row_bytes = static_cast<std::size_t>(row_size(t->type, cols));
+    matrix_f32 out(static_cast<Eigen::Index>(ids.size()), static_cast<Eigen::Index>(cols));
+    for (std::size_t i = 0; i < ids.size(); ++i) {
+      SBGQ_TRY_VOID(detail::check_token_id(ids, i, t->ne[1]));
+      const auto r = static_cast<std::size_t>(ids[i]);
+      SBGQ_TRY_VOID(dequantize_rows(t->type, bytes.subspan(r * row_bytes, row_bytes), 1, cols,
+                                    std::span<float>(out.row(static_cast<Eigen::Index>(i)).data(), cols), 1));
+    }
+    return out;
+  }
+
   /// The f32 values of one tensor (GGUF order).
   result<detail::named_values> values(const std::string& name) const {
     const gguf_tensor_info* t = f_.find_tensor(name);
@@ -144,6 +168,20 @@ class safetensors_weight_provider : public weight_provider {
       return error(error_code::invalid_argument, "weights", "layer " + std::to_string(l) + " out of range");
     return detail::load_layer_with(getter(), c_.layer_types[static_cast<std::size_t>(l)], l);
   }
+  /// Converts only the embedding rows asked for (token_embd has no transform).
+  result<matrix_f32> embedding_rows(std::span<const std::int32_t> ids) override {
+    const tensor_plan& e = plan_.front();  // token_embd.weight, first in the plan
+    SBGQ_TRY(tensor_view src, find_hf_tensor(ckpt_, e));
+    const auto cols = static_cast<std::size_t>(e.ne[0]);
+    matrix_f32 out(static_cast<Eigen::Index>(ids.size()), static_cast<Eigen::Index>(cols));
+    for (std::size_t i = 0; i < ids.size(); ++i) {
+      SBGQ_TRY_VOID(detail::check_token_id(ids, i, e.ne[1]));
+      const auto r = static_cast<std::uint64_t>(ids[i]);
+      SBGQ_TRY_VOID(to_f32(src, r, r + 1, std::span<float>(out.row(static_cast<Eigen::Index>(i)).data(), cols)));
+    }
+    return out;
+  }
+
   /// The GGUF-convention f32 values of one tensor.
   result<detail::named_values> values(const std::string& gguf_name) const {
     for (const auto& e : plan_)

@@ -178,80 +178,63 @@ inline result<factor> make_factor(const Eigen::MatrixXd& h, std::size_t bv, doub
   return f;
 }
 
-/// Squared norm of e = c + (w - v) R over one block row, e_j = c_j + sum_{i<=j} (w_i - v_i) R_ij.
-inline double block_error(const matd& r, const double* c, const double* wv, int b) noexcept {
-  double s = 0.0;
-  for (int j = 0; j < b; ++j) {
-    double e = c[j];
-    for (int i = 0; i <= j; ++i) e += wv[i] * r(i, j);
-    s += e * e;
-  }
-  return s;
-}
-
-/// Refit of one row-block (closed-form least squares of the fp16 super-scale(s) for the
-/// chosen codes, exact block objective ||c + (w - v) R_BB||^2); kept only if lower.
-/// s: block-start values, w: (dead-zeroed) weights, L: codes; updates g and val.
-inline void refit_block(codec::fixed_grid& g, const matd& r, const float* s, const float* w, const std::uint8_t* L,
-                        float* val) {
+/// Refit of one row-block: closed-form least squares of the fp16 super-scale(s) for the
+/// chosen codes under the exact block objective, kept only if it is lower.
+///
+/// The block's part of the objective is ||e||^2 with e_j = R_jj (x_j - v_j) (x_j: the
+/// error-updated weight when column j was rounded, v_j its value; the file comment).
+/// Values are v = D a - M b (grid_basis), and e is linear in v with matrix R_BB:
+///   e(D + dD, M + dM) = e - dD (a R_BB) + dM (b R_BB),
+/// so two triangular products give the whole quadratic. The new super-scales are rounded
+/// to fp16 before the comparison; the prediction ignores only the f32 rounding of the
+/// decoded values (relative 1e-7). x, v: the block's b values; updates g and v.
+inline void refit_block(codec::fixed_grid& g, const matd& r, const float* x, const std::uint8_t* L, float* v) {
   const int b = g.values;
-  std::vector<double> c(static_cast<std::size_t>(b)), wv(static_cast<std::size_t>(b)), ra(static_cast<std::size_t>(b)),
-      rb(static_cast<std::size_t>(b)), gg(static_cast<std::size_t>(b));
-  // e = c + (w - D a + M b) R = gg - D (a R) + M (b R), gg = c + w R.
-  std::vector<double> av(static_cast<std::size_t>(b)), bv(static_cast<std::size_t>(b));
-  for (int j = 0; j < b; ++j) {
-    c[static_cast<std::size_t>(j)] = r(j, j) * (static_cast<double>(s[j]) - static_cast<double>(w[j]));
-    codec::grid_basis(g, j, L[j], av[static_cast<std::size_t>(j)], bv[static_cast<std::size_t>(j)]);
-  }
   const bool two = codec::grid_n_super(g.type) == 2;
+  double e[256], ra[256], rb[256];
   for (int j = 0; j < b; ++j) {
-    double x = c[static_cast<std::size_t>(j)], pa = 0.0, pb = 0.0;
-    for (int i = 0; i <= j; ++i) {
-      const double rij = r(i, j);
-      x += static_cast<double>(w[i]) * rij;
-      pa += av[static_cast<std::size_t>(i)] * rij;
-      if (two) pb += bv[static_cast<std::size_t>(i)] * rij;
-    }
-    gg[static_cast<std::size_t>(j)] = x;
-    ra[static_cast<std::size_t>(j)] = pa;
-    rb[static_cast<std::size_t>(j)] = pb;
+    e[j] = r(j, j) * (static_cast<double>(x[j]) - static_cast<double>(v[j]));
+    ra[j] = 0.0;
+    rb[j] = 0.0;
   }
-  // Minimise ||gg - D ra + M rb||^2.
-  double saa = 0, sab = 0, sbb = 0, sga = 0, sgb = 0;
-  for (std::size_t j = 0; j < static_cast<std::size_t>(b); ++j) {
+  // ra = a R_BB, rb = b R_BB, row by row (contiguous rows of the upper triangle).
+  for (int i = 0; i < b; ++i) {
+    double ai = 0.0, bi = 0.0;
+    codec::grid_basis(g, i, L[i], ai, bi);
+    const double* ri = r.data() + static_cast<Eigen::Index>(i) * b;
+    if (ai != 0.0)
+      for (int j = i; j < b; ++j) ra[j] += ai * ri[j];
+    if (two && bi != 0.0)
+      for (int j = i; j < b; ++j) rb[j] += bi * ri[j];
+  }
+  double saa = 0, sab = 0, sbb = 0, sea = 0, seb = 0, see = 0;
+  for (int j = 0; j < b; ++j) {
     saa += ra[j] * ra[j];
     sab += ra[j] * rb[j];
     sbb += rb[j] * rb[j];
-    sga += gg[j] * ra[j];
-    sgb += gg[j] * rb[j];
+    sea += e[j] * ra[j];
+    seb += e[j] * rb[j];
+    see += e[j] * e[j];
   }
   if (!(saa > 0)) return;
-  double D = sga / saa, M = 0.0;
+  // ||e - dD ra + dM rb||^2 = see - 2 dD sea + 2 dM seb + dD^2 saa - 2 dD dM sab + dM^2 sbb
+  double dD = sea / saa, dM = 0.0;
   if (two) {
     const double det = saa * sbb - sab * sab;
     if (sbb > 0 && det > 1e-12 * saa * sbb) {
-      D = (sga * sbb - sgb * sab) / det;
-      M = (sga * sab - sgb * saa) / det;  // from [saa -sab; -sab sbb] [D; M] = [sga; -sgb]
-    } else {
-      M = static_cast<double>(to_f32(g.dmin));
-      D = (sga + M * sab) / saa;
+      dD = (sea * sbb - seb * sab) / det;
+      dM = (sea * sab - seb * saa) / det;
     }
   }
+  const double D0 = to_f32(g.d), M0 = two ? to_f32(g.dmin) : 0.0;
+  const double D = D0 + dD, M = M0 + dM;
   if (!std::isfinite(D) || !std::isfinite(M) || std::fabs(D) > 65504.0 || std::fabs(M) > 65504.0) return;
-  codec::fixed_grid cand = g;
-  codec::grid_set_super(cand, to_f16(static_cast<float>(D)), to_f16(static_cast<float>(M)));
-  for (int j = 0; j < b; ++j) wv[static_cast<std::size_t>(j)] = static_cast<double>(w[j]) - static_cast<double>(val[j]);
-  const double e_old = block_error(r, c.data(), wv.data(), b);
-  std::vector<float> nv(static_cast<std::size_t>(b));
-  for (int j = 0; j < b; ++j) {
-    nv[static_cast<std::size_t>(j)] = codec::grid_value(cand, j, L[j]);
-    wv[static_cast<std::size_t>(j)] = static_cast<double>(w[j]) - static_cast<double>(nv[static_cast<std::size_t>(j)]);
-  }
-  const double e_new = block_error(r, c.data(), wv.data(), b);
-  if (e_new < e_old) {
-    g = cand;
-    for (int j = 0; j < b; ++j) val[j] = nv[static_cast<std::size_t>(j)];
-  }
+  const f16 dn = to_f16(static_cast<float>(D)), mn = two ? to_f16(static_cast<float>(M)) : g.dmin;
+  const double qD = static_cast<double>(to_f32(dn)) - D0, qM = two ? static_cast<double>(to_f32(mn)) - M0 : 0.0;
+  const double predicted = see - 2 * qD * sea + 2 * qM * seb + qD * qD * saa - 2 * qD * qM * sab + qM * qM * sbb;
+  if (!(predicted < see)) return;
+  codec::grid_set_super(g, dn, mn);
+  for (int j = 0; j < b; ++j) v[j] = codec::grid_value(g, j, L[j]);
 }
 
 /// tr(dW H dW^T) for rows [r0, r1) given the decoded rows: sum_i H_ii dw_i^2 +
@@ -424,11 +407,12 @@ inline result<gptq_stats> gptq_quantize(ggml_type type, const float* w, std::siz
             detail::codec::fixed_grid& g = grids[ru];
             std::uint8_t* L = codes.data() + ru * bv;
             float* val = vals.data() + ru * bv;
-            if (opt.refit_scales) std::memcpy(start.data() + ru * bv, x, bv * sizeof(float));
             // The codec's search on the current weights fixes the block's grid ...
             detail::codec::make_grid(type, level, x, qw.data() + b0, g);
             // ... then each column is rounded on it and its error pushed right.
+            float* xs = start.data() + ru * bv;  // x_i when column i is rounded
             for (int i = 0; i < b; ++i) {
+              xs[i] = x[i];
               const int l = detail::codec::grid_round(g, i, x[i]);
               L[i] = static_cast<std::uint8_t>(l);
               val[i] = detail::codec::grid_value(g, i, l);
@@ -439,7 +423,7 @@ inline result<gptq_stats> gptq_quantize(ggml_type type, const float* w, std::siz
               }
             }
             if (opt.refit_scales)
-              refit_block(g, f.r_blk[blk], start.data() + ru * bv, wr, L, val);
+              refit_block(g, f.r_blk[blk], xs, L, val);
             for (int i = 0; i < b; ++i) dm(r, static_cast<Eigen::Index>(b0 - a0) + i) = wr[i] - val[i];
             detail::codec::grid_store(g, L, dst.data() + (r0 + ru) * rb + blk * c->block_bytes);
           }

@@ -21,6 +21,7 @@ int cmd_imatrix(args&);
 int cmd_perplexity(args&);
 int cmd_synth(args&);
 int cmd_quantize(args&);
+int cmd_transform(args&);
 
 inline const std::vector<command>& commands() {
   static const std::vector<command> table = {
@@ -42,6 +43,8 @@ inline const std::vector<command>& commands() {
        "MODEL -f TEXT [--ctx N] [--chunks N] [--batch N] [--save-logits FILE] [--kl-divergence FILE] [-t N]", cmd_perplexity},
       {"synth", "write a synthetic Qwen3.5 checkpoint in the HF layout (seeded, trained-like statistics)",
        "--preset tiny|0.8b|2b|4b|9b|27b -o DIR [--seed S] [--layers N] [--no-mtp] [--shard-size-mb N] [-t N]", cmd_synth},
+      {"transform", "rotate the residual stream (exact, norm gains folded) and write an HF checkpoint",
+       "MODEL_DIR -o DIR --rotate hadamard|none [--seed S] [--dtype f32|bf16] [-t N]", cmd_transform},
       {"demo", "run the main job end to end on an embedded default", "[-o DIR] [-t N]", cmd_demo},
   };
   return table;

@@ -1,0 +1,73 @@
+// sbgq transform MODEL_DIR -o DIR --rotate hadamard|none [--seed S] [--dtype f32|bf16] [-t N]
+#include <chrono>
+#include <cstdio>
+#include <memory>
+#include <string>
+
+#include "cli.hpp"
+#include "commands.hpp"
+#include <sbgq/hf_export.hpp>
+#include <sbgq/rotation.hpp>
+#include <sbgq/weights.hpp>
+
+namespace sbgq::cli {
+
+int cmd_transform(args& a) {
+  std::string model, out, rotate;
+  std::uint64_t seed = 0;
+  int n_threads = 0;
+  hf_export_options opt;
+  while (!a.empty()) {
+    const std::string f = a.next();
+    if (f == "-o" || f == "--outdir") out = a.value(f);
+    else if (f == "--rotate") {
+      rotate = a.value(f);
+      if (rotate != "hadamard" && rotate != "none") throw usage_error{"--rotate: expected hadamard or none, found '" + rotate + "'"};
+    } else if (f == "--seed") seed = static_cast<std::uint64_t>(a.integer(f, 0, (1LL << 62)));
+    else if (f == "--dtype") {
+      const std::string t = a.value(f);
+      if (t == "f32") opt.out_dtype = dtype::f32;
+      else if (t == "bf16") opt.out_dtype = dtype::bf16;
+      else throw usage_error{"--dtype: expected f32 or bf16, found '" + t + "'"};
+    } else if (f == "-t" || f == "--threads") n_threads = static_cast<int>(a.integer(f, 1, 1024));
+    else if (!f.empty() && f[0] == '-') throw usage_error{"unknown option '" + f + "'"};
+    else if (model.empty()) model = f;
+    else throw usage_error{"unexpected argument '" + f + "'"};
+  }
+  if (model.empty()) throw usage_error{"missing MODEL_DIR"};
+  if (out.empty()) throw usage_error{"missing -o DIR"};
+  if (rotate.empty()) throw usage_error{"missing --rotate hadamard|none"};
+
+  const auto t0 = std::chrono::steady_clock::now();
+  const qwen35_config c = unwrap(load_qwen35_config(model));
+  const safetensors_checkpoint ckpt = unwrap(safetensors_checkpoint::open(model));
+  safetensors_weight_provider base(ckpt, c);
+  weight_provider* p = &base;
+  std::unique_ptr<residual_rotation> q;
+  std::unique_ptr<rotated_provider> rp;
+  if (rotate == "hadamard") {
+    q = std::make_unique<residual_rotation>(unwrap(residual_rotation::hadamard(static_cast<std::size_t>(c.hidden_size), seed)));
+    rp = std::make_unique<rotated_provider>(base, c, *q, n_threads);
+    p = rp.get();
+  }
+  progress pg;
+  opt.progress = [&](int i, int n, const std::string& what) {
+    if (i < 0) {
+      pg.done();
+      std::fprintf(stderr, "sbgq transform: %s\n", what.c_str());
+      return;
+    }
+    char buf[256];
+    std::snprintf(buf, sizeof buf, "transform [%d/%d] %s (%.1f s)", i + 1, n, what.c_str(), pg.elapsed());
+    pg.line(buf, i + 1 == n);
+  };
+  unwrap(export_hf_checkpoint(model, c, *p, out, opt));
+  pg.done();
+  std::printf("wrote %s: rotation %s (seed %llu, d = %lld), %s tensors, in %.2f s, peak RSS %s\n", out.c_str(), rotate.c_str(),
+              static_cast<unsigned long long>(seed), static_cast<long long>(c.hidden_size),
+              opt.out_dtype == dtype::f32 ? "F32" : "BF16", seconds_since(t0),
+              human_bytes(static_cast<double>(peak_rss_bytes())).c_str());
+  return 0;
+}
+
+}  // namespace sbgq::cli

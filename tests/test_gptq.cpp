@@ -197,6 +197,20 @@ TEST_CASE("control: diagonal H = diag(imatrix), refit off -> exactly the plain c
   }
 }
 
+TEST_CASE("only the lower triangle of H is read (calibrate.hpp's X^T X has a zero upper triangle)") {
+  const auto& f = fx();
+  Eigen::MatrixXd lower = f.h.triangularView<Eigen::Lower>();
+  sbgq::gptq_options opt;
+  opt.compute_objectives = false;
+  CHECK(run_gptq(ggml_type::q4_k, f.w, f.rows, f.cols, lower, {}, opt) ==
+        run_gptq(ggml_type::q4_k, f.w, f.rows, f.cols, f.h, {}, opt));
+  std::vector<std::byte> q(f.rows * sbgq::row_size(ggml_type::q4_k, f.cols));
+  REQUIRE(sbgq::quantize_rows(ggml_type::q4_k, f.w.data(), f.rows, f.cols, nullptr, q, 1).has_value());
+  const double full = *sbgq::quantization_objective(ggml_type::q4_k, q, f.w.data(), f.rows, f.cols, f.h);
+  CHECK(*sbgq::quantization_objective(ggml_type::q4_k, q, f.w.data(), f.rows, f.cols, lower) == full);
+  CHECK(full == doctest::Approx(dense_objective(oracle_decode(ggml_type::q4_k, q, f.rows, f.cols), f.w, f.rows, f.cols, f.h)).epsilon(1e-9));
+}
+
 TEST_CASE("bytes identical for 1, 2 and 3 threads") {
   const auto& f = fx();
   for (ggml_type t : {ggml_type::q4_k, ggml_type::iq4_nl, ggml_type::q6_k}) {

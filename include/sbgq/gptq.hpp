@@ -124,8 +124,8 @@ inline result<factor> make_factor(const Eigen::MatrixXd& h, std::size_t bv, doub
   Eigen::MatrixXd a(n, n);
   constexpr int max_retries = 12;
   for (;;) {
-    // Lower triangle of J Hd J: a(p, q) = Hd(n-1-p, n-1-q), p >= q. Dead rows/columns: 0
-    // off the diagonal, 1 on it.
+    // Lower triangle of J Hd J: a(p, q) = Hd(n-1-p, n-1-q) = Hd(n-1-q, n-1-p), p >= q.
+    // Dead rows/columns: 0 off the diagonal, 1 on it.
     parallel_for(static_cast<std::size_t>(n), 64, n_threads, [&](std::size_t q0, std::size_t q1) {
       for (auto q = static_cast<Eigen::Index>(q0); q < static_cast<Eigen::Index>(q1); ++q) {
         const Eigen::Index jq = n - 1 - q;
@@ -133,7 +133,7 @@ inline result<factor> make_factor(const Eigen::MatrixXd& h, std::size_t bv, doub
         for (Eigen::Index p = q; p < n; ++p) {
           const Eigen::Index ip = n - 1 - p;
           const bool dp = f.dead[static_cast<std::size_t>(ip)] != 0;
-          double v = (dq || dp) ? 0.0 : h(ip, jq);
+          double v = (dq || dp) ? 0.0 : h(jq, ip);  // jq >= ip: H's lower triangle
           if (p == q) v = (dq ? 1.0 : v) + mu;
           a(p, q) = v;
         }
@@ -238,7 +238,7 @@ inline void refit_block(codec::fixed_grid& g, const matd& r, const float* x, con
 }
 
 /// tr(dW H dW^T) for rows [r0, r1) given the decoded rows: sum_i H_ii dw_i^2 +
-/// 2 dw^T StrictUpper(H) dw, in f64.
+/// 2 sum_{i>j} dw_i H_ij dw_j (lower triangle only), in f64.
 inline double objective_chunk(const float* deq, const float* w, std::size_t r0, std::size_t r1, std::size_t cols,
                               const Eigen::MatrixXd& h) {
   const auto cr = static_cast<Eigen::Index>(r1 - r0), n = static_cast<Eigen::Index>(cols);
@@ -248,7 +248,7 @@ inline double objective_chunk(const float* deq, const float* w, std::size_t r0, 
       const std::size_t k = (r0 + static_cast<std::size_t>(r)) * cols + static_cast<std::size_t>(j);
       dw(r, j) = static_cast<double>(deq[k - r0 * cols]) - static_cast<double>(w[k]);
     }
-  matd p = dw * h.triangularView<Eigen::StrictlyUpper>();
+  matd p = dw * h.triangularView<Eigen::StrictlyLower>();
   double s = 0.0;
   for (Eigen::Index r = 0; r < cr; ++r) {
     double sr = 0.0;
@@ -287,7 +287,7 @@ inline result<void> check_w(ggml_type type, const float* w, std::size_t rows, st
 }  // namespace detail::gptq
 
 /// tr(dW H dW^T) with dW = dequant(q) - W, in f64 (H: cols x cols, symmetric; only its
-/// diagonal and upper triangle are read). q: rows * row_size(type, cols) bytes of any
+/// lower triangle is read, as by gptq_quantize). q: rows * row_size(type, cols) bytes of any
 /// codec sbgq has. Errors: unsupported, size_mismatch, overflow. Thread-safe.
 /// Cost: rows * cols^2 / 2 multiply-adds (Eigen), on all hardware threads.
 inline result<double> quantization_objective(ggml_type type, std::span<const std::byte> q, const float* w,
@@ -320,7 +320,9 @@ inline result<double> quantization_objective(ggml_type type, std::span<const std
 
 /// Quantizes W (rows x cols, row-major f32; rows = output channels, blocks along cols)
 /// into `type` with error-compensating rounding under H (cols x cols, symmetric PSD, any
-/// positive scale, e.g. X^T X; read in full). `importance`: per-column weights for the
+/// positive scale, e.g. X^T X). Only H's lower triangle (diagonal included) is read, the
+/// convention of Eigen's selfadjointView<Lower>::rankUpdate, which is how calibrate.hpp
+/// accumulates X^T X (its upper triangle stays zero). `importance`: per-column weights for the
 /// codec's scale search (empty: diag(H)). dst: rows * row_size(type, cols) bytes, the
 /// layout sbgq::quantize_rows fills.
 ///

@@ -212,17 +212,23 @@ TEST_CASE("only the lower triangle of H is read (calibrate.hpp's X^T X has a zer
 }
 
 TEST_CASE("bytes identical for 1, 2 and 3 threads") {
-  const auto& f = fx();
+  // 300 rows = three row chunks of 128 (the last partial); 768 columns = three
+  // Cholesky panels (the trailing updates run in parallel tiles).
+  const std::size_t rows = 300, cols = 768;
+  const auto w = make_weights(rows, cols, 21);
+  const auto h = make_h(cols, 1024, 22);
   for (ggml_type t : {ggml_type::q4_k, ggml_type::iq4_nl, ggml_type::q6_k}) {
     CAPTURE(sbgq::type_name(t));
     sbgq::gptq_options opt;
-    opt.compute_objectives = false;
     opt.n_threads = 1;
-    const auto q1 = run_gptq(t, f.w, f.rows, f.cols, f.h, {}, opt);
+    sbgq::gptq_stats st;
+    const auto q1 = run_gptq(t, w, rows, cols, h, {}, opt, &st);
+    CHECK(st.objective < 0.2 * st.objective_plain);
+    opt.compute_objectives = false;
     opt.n_threads = 2;
-    CHECK(run_gptq(t, f.w, f.rows, f.cols, f.h, {}, opt) == q1);
+    CHECK(run_gptq(t, w, rows, cols, h, {}, opt) == q1);
     opt.n_threads = 3;
-    CHECK(run_gptq(t, f.w, f.rows, f.cols, f.h, {}, opt) == q1);
+    CHECK(run_gptq(t, w, rows, cols, h, {}, opt) == q1);
   }
 }
 

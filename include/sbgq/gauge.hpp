@@ -46,7 +46,10 @@
 // matrices at their target type (quantize_rows, with the transformed imatrix as importance
 // weights, as the quantizer will see it) and measuring
 //     E = sum_rows sum_c imatrix'_c * (W'_rc - deq(q(W'))_rc)^2,    imatrix'_c = imatrix_c / m_c^2,
-// which equals the error in the original units (dW_c = dW'_c / m_c). The row-side partners
+// which equals the error in the original units (dW_c = dW'_c / m_c). The scored weights
+// and weights are computed with the same per-element operations as the apply_* helpers
+// and scale_imatrix_inputs, so the reported error_after is exactly that of the weights
+// and imatrix the caller ends up with (for the scored matrices). The row-side partners
 // (ffn_up, attn_v rows; F32 gains) are not scored: scaling a whole row rescales its block
 // scales, which is quantization-neutral up to the f16 rounding of those scales.
 //
@@ -68,6 +71,7 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
 #include <functional>
 #include <limits>
 #include <map>
@@ -150,6 +154,21 @@ inline void record_input_scale(gauge_result* rec, const std::string& name, const
     for (std::size_t i = 0; i < f.size() && i < it->second.size(); ++i) it->second[i] *= f[i];
 }
 
+/// Column c of m divided by f[c] (or multiplied), row by row: the same per-element
+/// operation as the solver's scoring, so scored and applied weights are bit-identical.
+inline void divide_columns(matrix_f32& m, const std::vector<float>& f) {
+  for (Eigen::Index r = 0; r < m.rows(); ++r) {
+    float* p = m.row(r).data();
+    for (std::size_t c = 0; c < f.size(); ++c) p[c] /= f[c];
+  }
+}
+inline void multiply_columns(matrix_f32& m, std::span<const float> f) {
+  for (Eigen::Index r = 0; r < m.rows(); ++r) {
+    float* p = m.row(r).data();
+    for (std::size_t c = 0; c < f.size(); ++c) p[c] *= f[c];
+  }
+}
+
 /// The GGUF names (without the layer prefix) and matrices reading the norm `which`.
 inline std::vector<std::pair<const char*, matrix_f32*>> norm_readers(layer_weights& w, gauge_norm which) {
   if (which == gauge_norm::post_attention_norm) return {{"ffn_gate", &w.ffn_gate}, {"ffn_up", &w.ffn_up}};
@@ -169,12 +188,10 @@ inline result<void> apply_swiglu_scales(int layer, layer_weights& w, std::span<c
     return detail::gauge::gauge_error(error_code::bad_shape, "swiglu: ffn_down has " + std::to_string(w.ffn_down.cols()) +
                                                                  " columns, ffn_up " + std::to_string(w.ffn_up.rows()) + " rows");
   SBGQ_TRY_VOID(detail::gauge::check_scales(s, f, "swiglu"));
-  for (std::size_t i = 0; i < f; ++i) {
-    const auto ii = static_cast<Eigen::Index>(i);
-    w.ffn_up.row(ii) *= s[i];
-    w.ffn_down.col(ii) /= s[i];
-  }
-  detail::gauge::record_input_scale(rec, detail::gauge::blk(layer, "ffn_down"), std::vector<float>(s.begin(), s.end()));
+  const std::vector<float> sv(s.begin(), s.end());
+  for (std::size_t i = 0; i < f; ++i) w.ffn_up.row(static_cast<Eigen::Index>(i)) *= s[i];
+  detail::gauge::divide_columns(w.ffn_down, sv);
+  detail::gauge::record_input_scale(rec, detail::gauge::blk(layer, "ffn_down"), sv);
   return {};
 }
 
@@ -195,11 +212,8 @@ inline result<void> apply_vo_scales(const qwen35_config& c, int layer, layer_wei
   for (std::int64_t r = 0; r < nkv * D; ++r) w.attn_v.row(r) *= s[static_cast<std::size_t>(r)];
   std::vector<float> f(static_cast<std::size_t>(nh * D));
   for (std::int64_t h = 0; h < nh; ++h)
-    for (std::int64_t j = 0; j < D; ++j) {
-      const float sj = s[static_cast<std::size_t>((h / group) * D + j)];
-      w.attn_output.col(h * D + j) /= sj;
-      f[static_cast<std::size_t>(h * D + j)] = sj;
-    }
+    for (std::int64_t j = 0; j < D; ++j) f[static_cast<std::size_t>(h * D + j)] = s[static_cast<std::size_t>((h / group) * D + j)];
+  detail::gauge::divide_columns(w.attn_output, f);
   detail::gauge::record_input_scale(rec, detail::gauge::blk(layer, "attn_output"), f);
   return {};
 }
@@ -219,11 +233,8 @@ inline result<void> apply_deltanet_norm_scales(const qwen35_config& c, int layer
   SBGQ_TRY_VOID(detail::gauge::check_scales(s, static_cast<std::size_t>(dv), "deltanet_norm"));
   for (std::int64_t j = 0; j < dv; ++j) w.ssm_norm[j] *= s[static_cast<std::size_t>(j)];
   std::vector<float> f(static_cast<std::size_t>(vd));
-  for (std::int64_t col = 0; col < vd; ++col) {
-    const float sj = s[static_cast<std::size_t>(col % dv)];
-    w.ssm_out.col(col) /= sj;
-    f[static_cast<std::size_t>(col)] = sj;
-  }
+  for (std::int64_t col = 0; col < vd; ++col) f[static_cast<std::size_t>(col)] = s[static_cast<std::size_t>(col % dv)];
+  detail::gauge::divide_columns(w.ssm_out, f);
   detail::gauge::record_input_scale(rec, detail::gauge::blk(layer, "ssm_out"), f);
   return {};
 }
@@ -243,11 +254,10 @@ inline result<void> apply_norm_input_scales(int layer, layer_weights& w, gauge_n
                                                                    std::to_string(m->cols()) + " columns, the norm " + std::to_string(d));
   std::vector<float> f(d);
   for (std::size_t i = 0; i < d; ++i) {
-    const auto ii = static_cast<Eigen::Index>(i);
-    gain[ii] /= s[i];
-    for (const auto& [name, m] : readers) m->col(ii) *= s[i];
+    gain[static_cast<Eigen::Index>(i)] /= s[i];
     f[i] = 1.0f / s[i];
   }
+  for (const auto& [name, m] : readers) detail::gauge::multiply_columns(*m, s);
   for (const auto& [name, m] : readers) detail::gauge::record_input_scale(rec, detail::gauge::blk(layer, name), f);
   return {};
 }
@@ -404,12 +414,17 @@ inline result<search_result> search(const std::vector<scored_matrix>& mats, cons
   std::vector<double> a2(n_scales, 0.0), w2(n_scales, 0.0), na(n_scales, 0.0), nw(n_scales, 0.0);
   for (std::size_t i = 0; i < mats.size(); ++i) {
     const matrix_f32& w = *mats[i].w;
-    for (Eigen::Index c = 0; c < w.cols(); ++c) {
-      const auto k = static_cast<std::size_t>(group[i][static_cast<std::size_t>(c)]);
-      const auto& mi = mats[i];
-      a2[k] += mi.count > 0 ? static_cast<double>(mi.sum2[static_cast<std::size_t>(c)]) / static_cast<double>(mi.count) : 1.0;
+    const auto& mi = mats[i];
+    std::vector<double> colsq(static_cast<std::size_t>(w.cols()), 0.0);  // row by row: contiguous reads
+    for (Eigen::Index r = 0; r < w.rows(); ++r) {
+      const float* p = w.row(r).data();
+      for (std::size_t c = 0; c < colsq.size(); ++c) colsq[c] += static_cast<double>(p[c]) * static_cast<double>(p[c]);
+    }
+    for (std::size_t c = 0; c < colsq.size(); ++c) {
+      const auto k = static_cast<std::size_t>(group[i][c]);
+      a2[k] += mi.count > 0 ? static_cast<double>(mi.sum2[c]) / static_cast<double>(mi.count) : 1.0;
       na[k] += 1.0;
-      w2[k] += static_cast<double>(w.col(c).squaredNorm());
+      w2[k] += colsq[c];
       nw[k] += static_cast<double>(w.rows());
     }
   }

@@ -22,6 +22,7 @@ int cmd_perplexity(args&);
 int cmd_synth(args&);
 int cmd_quantize(args&);
 int cmd_transform(args&);
+int cmd_pipeline(args&);
 
 inline const std::vector<command>& commands() {
   static const std::vector<command> table = {
@@ -43,6 +44,13 @@ inline const std::vector<command>& commands() {
        "MODEL -f TEXT [--ctx N] [--chunks N] [--batch N] [--save-logits FILE] [--kl-divergence FILE] [-t N]", cmd_perplexity},
       {"synth", "write a synthetic Qwen3.5 checkpoint in the HF layout (seeded, trained-like statistics)",
        "--preset tiny|0.8b|2b|4b|9b|27b -o DIR [--seed S] [--layers N] [--no-mtp] [--shard-size-mb N] [-t N]", cmd_synth},
+      {"pipeline", "HF checkpoint -> quantized GGUF in one streamed run: rotate, calibrate, gauge, choose types, quantize",
+       "MODEL_DIR -o OUT.gguf [--recipe NAME|FILE] [-f TEXT | --imatrix FILE] [--ctx N] [--chunks N]\n"
+       "  [--rotate none|hadamard] [--seed S] [--gauge none|exact] [--rounding plain|gptq] [--target-bpw X]\n"
+       "  [--no-mtp] [--name NAME] [-t N] [--report FILE]\n"
+       "  recipes: llama-q4_k_m, llama-iq4_xs, ... (llama.cpp's mixtures), seed-iq4_xs, auto (with --target-bpw),\n"
+       "           or a JSON file {\"default\": TYPE, \"rules\": [{\"match\": REGEX, \"type\": TYPE}, ...]}",
+       cmd_pipeline},
       {"transform", "rotate the residual stream (exact, norm gains folded) and write an HF checkpoint",
        "MODEL_DIR -o DIR --rotate hadamard|none [--seed S] [--dtype f32|bf16] [-t N]", cmd_transform},
       {"demo", "run the main job end to end on an embedded default", "[-o DIR] [-t N]", cmd_demo},

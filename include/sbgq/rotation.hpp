@@ -283,6 +283,12 @@ class rotated_provider : public weight_provider {
     SBGQ_TRY_VOID(rotate_layer(c_, w, q_, n_threads_));
     return w;
   }
+  /// Only the embedding rows asked for, rotated (E Q row by row, as rotate_globals).
+  result<matrix_f32> embedding_rows(std::span<const std::int32_t> ids) override {
+    SBGQ_TRY(matrix_f32 x, inner_.embedding_rows(ids));
+    SBGQ_TRY_VOID(q_.rotate_rows(x, n_threads_));
+    return x;
+  }
   const residual_rotation& rotation() const noexcept { return q_; }
 
  private:

@@ -1,0 +1,341 @@
+// The quality/size frontier on the tiny model, evaluated by llama.cpp itself.
+//
+//   quality_frontier [--out DIR] [--eval-chunks N] [--calib-chunks N] [--only NAME,...] [-t N]
+//
+// Every file is evaluated in libllama (the oracle) on eval.txt, chunks of 256 tokens, the
+// second half of each chunk scored as llama-perplexity does, against the F32 model's
+// distribution computed in the same run (chunk by chunk, every model in lockstep, so no
+// base-logits file is needed). Rows:
+//   - llama.cpp's own Q4_K_M, Q5_K_M, IQ4_XS, Q3_K_M: llama_model_quantize on the F32
+//     file with the importance matrix of calib.txt (ctx 256) our forward pass collects;
+//   - our pipeline with recipes llama-q4_k_m, llama-iq4_xs, seed-iq4_xs and auto at
+//     several budgets, each with plain or gptq rounding, with or without rotation and gauge.
+// Output: a Markdown table on stdout, DIR/frontier.csv and DIR/frontier.svg (mean KLD
+// against bits per weight). Results and the command go to bench/RESULTS.md.
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "sbgq/calibrate.hpp"
+#include "sbgq/convert.hpp"
+#include "sbgq/evaluate.hpp"
+#include "sbgq/gguf.hpp"
+#include "sbgq/pipeline.hpp"
+#include "sbgq/weights.hpp"
+#include "support/oracle.hpp"
+
+namespace {
+
+using sbgq::test::oracle;
+using sbgq::test::oracle_model;
+
+std::string read_text(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  return std::string((std::istreambuf_iterator<char>(f)), {});
+}
+
+template <class T>
+T check(sbgq::result<T> r, const char* what) {
+  if (!r) {
+    std::fprintf(stderr, "%s: %s\n", what, r.error().message().c_str());
+    std::exit(1);
+  }
+  return std::move(*r);
+}
+
+void check(sbgq::result<void> r, const char* what) {
+  if (!r) {
+    std::fprintf(stderr, "%s: %s\n", what, r.error().message().c_str());
+    std::exit(1);
+  }
+}
+
+struct config {
+  std::string name;    ///< row label
+  std::string group;   ///< "llama.cpp" or "sbgq"
+  std::string path;    ///< the GGUF
+  double bpw = 0;      ///< tensor data bits per weight
+  std::uint64_t file_size = 0;
+  double seconds = 0;  ///< time to produce it
+};
+
+struct variant {
+  std::string recipe;
+  double target_bpw;
+  bool rotate, gauge, gptq;
+};
+
+std::string variant_name(const variant& v) {
+  std::string n = v.recipe;
+  if (v.recipe == "auto") {
+    char b[32];
+    std::snprintf(b, sizeof b, "auto@%.2f", v.target_bpw);
+    n = b;
+  }
+  if (v.rotate) n += " +rot";
+  if (v.gauge) n += " +gauge";
+  n += v.gptq ? " gptq" : " plain";
+  return n;
+}
+
+std::string svg_plot(const std::vector<config>& cs, const std::vector<sbgq::kld_result>& r) {
+  double x0 = 1e9, x1 = 0, y0 = 1e9, y1 = 0;
+  for (std::size_t i = 0; i < cs.size(); ++i) {
+    x0 = std::min(x0, cs[i].bpw);
+    x1 = std::max(x1, cs[i].bpw);
+    y0 = std::min(y0, std::log10(r[i].kld_mean));
+    y1 = std::max(y1, std::log10(r[i].kld_mean));
+  }
+  x0 -= 0.1, x1 += 0.1, y0 -= 0.1, y1 += 0.1;
+  const double W = 900, H = 560, L = 80, R = 260, T = 30, B = 60;
+  auto px = [&](double x) { return L + (x - x0) / (x1 - x0) * (W - L - R); };
+  auto py = [&](double y) { return T + (y1 - y) / (y1 - y0) * (H - T - B); };
+  std::ostringstream s;
+  s << "<svg xmlns='http://www.w3.org/2000/svg' width='" << W << "' height='" << H << "' font-family='sans-serif' font-size='11'>\n";
+  s << "<rect width='100%' height='100%' fill='white'/>\n";
+  s << "<text x='" << (L + (W - L - R) / 2) << "' y='" << (H - 15) << "' text-anchor='middle' font-size='13'>bits per weight (tensor data)</text>\n";
+  s << "<text x='18' y='" << (T + (H - T - B) / 2) << "' transform='rotate(-90 18 " << (T + (H - T - B) / 2)
+    << ")' text-anchor='middle' font-size='13'>mean KL-divergence vs F32 (log scale)</text>\n";
+  s << "<line x1='" << L << "' y1='" << (H - B) << "' x2='" << (W - R) << "' y2='" << (H - B) << "' stroke='black'/>\n";
+  s << "<line x1='" << L << "' y1='" << T << "' x2='" << L << "' y2='" << (H - B) << "' stroke='black'/>\n";
+  for (double x = std::ceil(x0 * 4) / 4; x <= x1; x += 0.25) {
+    s << "<line x1='" << px(x) << "' y1='" << (H - B) << "' x2='" << px(x) << "' y2='" << (H - B + 5) << "' stroke='black'/>";
+    s << "<text x='" << px(x) << "' y='" << (H - B + 18) << "' text-anchor='middle'>" << x << "</text>\n";
+  }
+  for (double y = std::ceil(y0 * 4) / 4; y <= y1; y += 0.25) {
+    char b[32];
+    std::snprintf(b, sizeof b, "%.1e", std::pow(10.0, y));
+    s << "<line x1='" << (L - 5) << "' y1='" << py(y) << "' x2='" << (W - R) << "' y2='" << py(y) << "' stroke='#ddd'/>";
+    s << "<text x='" << (L - 8) << "' y='" << (py(y) + 4) << "' text-anchor='end'>" << b << "</text>\n";
+  }
+  for (std::size_t i = 0; i < cs.size(); ++i) {
+    const bool ours = cs[i].group == "sbgq";
+    const std::string color = ours ? (cs[i].name.find("gptq") != std::string::npos ? "#1f77b4" : "#2ca02c") : "#d62728";
+    const double x = px(cs[i].bpw), y = py(std::log10(r[i].kld_mean));
+    if (ours)
+      s << "<circle cx='" << x << "' cy='" << y << "' r='4' fill='" << color << "'/>";
+    else
+      s << "<rect x='" << (x - 5) << "' y='" << (y - 5) << "' width='10' height='10' fill='" << color << "'/>";
+    s << "<text x='" << (x + 7) << "' y='" << (y + 4) << "' fill='" << color << "' font-size='9'>" << cs[i].name << "</text>\n";
+  }
+  const double lx = W - R + 20;
+  s << "<rect x='" << lx << "' y='" << (T + 5) << "' width='10' height='10' fill='#d62728'/><text x='" << (lx + 15) << "' y='" << (T + 14)
+    << "'>llama.cpp (llama_model_quantize + imatrix)</text>\n";
+  s << "<circle cx='" << (lx + 5) << "' cy='" << (T + 30) << "' r='4' fill='#2ca02c'/><text x='" << (lx + 15) << "' y='" << (T + 34)
+    << "'>sbgq, plain rounding</text>\n";
+  s << "<circle cx='" << (lx + 5) << "' cy='" << (T + 50) << "' r='4' fill='#1f77b4'/><text x='" << (lx + 15) << "' y='" << (T + 54)
+    << "'>sbgq, gptq rounding</text>\n";
+  s << "</svg>\n";
+  return s.str();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string out_dir = "frontier-out", only;
+  std::int64_t eval_chunks = -1, calib_chunks = -1;
+  int n_threads = 2;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    auto next = [&]() -> std::string {
+      if (i + 1 >= argc) {
+        std::fprintf(stderr, "%s needs a value\n", a.c_str());
+        std::exit(2);
+      }
+      return argv[++i];
+    };
+    if (a == "--out") out_dir = next();
+    else if (a == "--eval-chunks") eval_chunks = std::stoll(next());
+    else if (a == "--calib-chunks") calib_chunks = std::stoll(next());
+    else if (a == "--only") only = next();
+    else if (a == "-t") n_threads = std::stoi(next());
+    else {
+      std::fprintf(stderr, "usage: quality_frontier [--out DIR] [--eval-chunks N] [--calib-chunks N] [--only A,B] [-t N]\n");
+      return 2;
+    }
+  }
+  std::filesystem::create_directories(out_dir);
+  const std::string shared = SBGQ_SHARED_DIR, model_dir = shared + "/models/tiny-qwen35";
+  const std::string calib = read_text(shared + "/data/calib.txt"), eval = read_text(shared + "/data/eval.txt");
+  const std::int64_t ctx = 256;
+
+  // -- the F32 reference and our imatrix of calib.txt
+  const std::string f32 = out_dir + "/tiny-f32.gguf";
+  sbgq::convert_options co;
+  co.outtype = sbgq::ggml_type::f32;
+  check(sbgq::convert_checkpoint(model_dir, f32, co), "convert");
+  auto cfg = check(sbgq::load_qwen35_config(model_dir), "config");
+  auto ckpt = check(sbgq::safetensors_checkpoint::open(model_dir), "checkpoint");
+  auto tok = check(sbgq::tokenizer::load(model_dir + "/tokenizer.json", 8192), "tokenizer");
+  sbgq::safetensors_weight_provider prov(ckpt, cfg);
+  const auto calib_ids = check(tok.encode(calib), "tokenize");
+  sbgq::calibration_options cal;
+  cal.ctx = ctx;
+  cal.max_chunks = calib_chunks;
+  cal.n_threads = n_threads;
+  cal.dataset = "calib.txt";
+  auto im = check(sbgq::collect_calibration(cfg, prov, calib_ids, cal), "calibrate");
+  std::fprintf(stderr, "imatrix: %lld chunks of %lld tokens of calib.txt\n", static_cast<long long>(im.n_chunks),
+               static_cast<long long>(ctx));
+
+  auto wanted = [&](const std::string& name) {
+    if (only.empty()) return true;
+    std::stringstream ss(only);
+    std::string item;
+    while (std::getline(ss, item, ','))
+      if (name.find(item) != std::string::npos) return true;
+    return false;
+  };
+
+  std::vector<config> configs;
+  // -- llama.cpp's own files
+  const std::pair<const char*, std::int32_t> llama_types[] = {{"Q3_K_M", 12}, {"IQ4_XS", 30}, {"Q4_K_M", 15}, {"Q5_K_M", 17}};
+  std::vector<std::vector<float>> wts;
+  std::vector<sbgq::test::llama_model_imatrix_data> data;
+  for (const auto& [n, e] : im.im.entries) {
+    std::vector<float> v(e.sum2.size());
+    for (std::size_t i = 0; i < v.size(); ++i) v[i] = e.sum2[i] / static_cast<float>(e.counts[0]);
+    wts.push_back(std::move(v));
+  }
+  std::size_t k = 0;
+  for (const auto& [n, e] : im.im.entries) {
+    data.push_back({n.c_str(), wts[k].data(), wts[k].size()});
+    ++k;
+  }
+  data.push_back({nullptr, nullptr, 0});
+  for (const auto& [name, ftype] : llama_types) {
+    const std::string label = std::string("llama.cpp ") + name;
+    if (!wanted(label)) continue;
+    config c;
+    c.name = label;
+    c.group = "llama.cpp";
+    c.path = out_dir + "/llama-" + name + ".gguf";
+    auto p = oracle().llama_model_quantize_default_params();
+    p.nthread = n_threads;
+    p.ftype = ftype;
+    p.imatrix = data.data();
+    const auto t0 = std::chrono::steady_clock::now();
+    if (oracle().llama_model_quantize(f32.c_str(), c.path.c_str(), &p) != 0) {
+      std::fprintf(stderr, "llama_model_quantize %s failed\n", name);
+      return 1;
+    }
+    c.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    auto f = check(sbgq::gguf_file::open(c.path), "open");
+    std::uint64_t bytes = 0, n_el = 0;
+    for (const auto& t : f.tensors()) {
+      bytes += t.nbytes;
+      n_el += t.n_elements();
+    }
+    c.bpw = 8.0 * static_cast<double>(bytes) / static_cast<double>(n_el);
+    c.file_size = std::filesystem::file_size(c.path);
+    configs.push_back(c);
+  }
+  // -- our pipeline
+  std::vector<variant> variants;
+  for (const char* r : {"llama-q4_k_m", "llama-iq4_xs", "seed-iq4_xs"})
+    for (bool rot : {false, true})
+      for (bool gptq : {false, true}) variants.push_back({r, 0, rot, false, gptq});
+  for (const char* r : {"llama-q4_k_m", "llama-iq4_xs"})
+    for (bool rot : {false, true}) variants.push_back({r, 0, rot, true, false});
+  for (double b : {4.5, 4.75, 5.0, 5.5})
+    for (bool gptq : {false, true}) variants.push_back({"auto", b, false, false, gptq});
+  for (const auto& v : variants) {
+    const std::string label = variant_name(v);
+    if (!wanted(label)) continue;
+    sbgq::pipeline_options o;
+    o.recipe = v.recipe;
+    o.target_bpw = v.target_bpw;
+    o.calibration_text = calib;
+    o.calibration_name = "calib.txt";
+    o.ctx = ctx;
+    o.chunks = calib_chunks;
+    o.rotate = v.rotate ? sbgq::rotation_mode::hadamard : sbgq::rotation_mode::none;
+    o.seed = 1;
+    o.gauge = v.gauge;
+    o.rounding = v.gptq ? sbgq::rounding_mode::gptq : sbgq::rounding_mode::plain;
+    o.n_threads = n_threads;
+    config c;
+    c.name = label;
+    c.group = "sbgq";
+    std::string file = label;
+    for (char& ch : file)
+      if (ch == ' ' || ch == '@' || ch == '+') ch = '_';
+    c.path = out_dir + "/sbgq-" + file + ".gguf";
+    std::fprintf(stderr, "pipeline: %s\n", label.c_str());
+    auto rep = check(sbgq::run_pipeline(model_dir, c.path, o), "pipeline");
+    c.bpw = rep.bits_per_weight();
+    c.file_size = rep.file_size;
+    c.seconds = rep.seconds;
+    configs.push_back(c);
+  }
+
+  // -- evaluation in lockstep: F32 once per chunk, then every file
+  oracle_model base(f32, oracle_model::options{static_cast<std::uint32_t>(ctx), static_cast<std::uint32_t>(ctx), n_threads, false, true});
+  const auto ids = base.tokenize(eval, false);
+  std::int64_t n_chunks = static_cast<std::int64_t>(ids.size()) / ctx;
+  if (eval_chunks > 0) n_chunks = std::min(n_chunks, eval_chunks);
+  std::vector<std::unique_ptr<oracle_model>> models;
+  for (const auto& c : configs)
+    models.push_back(std::make_unique<oracle_model>(
+        c.path, oracle_model::options{static_cast<std::uint32_t>(ctx), static_cast<std::uint32_t>(ctx), n_threads, false, true}));
+  std::vector<sbgq::kld_accumulator> acc(configs.size());
+  const std::int64_t first = ctx / 2, nv = 8192;
+  sbgq::base_logits_row row;
+  for (std::int64_t ch = 0; ch < n_chunks; ++ch) {
+    std::vector<std::int32_t> chunk(ids.begin() + ch * ctx, ids.begin() + (ch + 1) * ctx);
+    base.clear();
+    const auto zb = base.decode(chunk);
+    std::vector<std::vector<float>> zq(configs.size());
+    for (std::size_t m = 0; m < models.size(); ++m) {
+      models[m]->clear();
+      zq[m] = models[m]->decode(chunk);
+    }
+    for (std::int64_t i = first; i < ctx - 1; ++i) {
+      const float* z = zb.data() + i * nv;
+      const auto [mx, lse] = sbgq::detail::eval::log_softmax_terms(z, nv);
+      row.log_p.resize(static_cast<std::size_t>(nv));
+      std::int32_t top = 0;
+      for (std::int64_t j = 0; j < nv; ++j) {
+        row.log_p[static_cast<std::size_t>(j)] = static_cast<double>(z[j] - mx) - lse;
+        if (z[j] > z[top]) top = static_cast<std::int32_t>(j);
+      }
+      const std::int32_t next = chunk[static_cast<std::size_t>(i + 1)];
+      row.target_log_p = static_cast<float>(row.log_p[static_cast<std::size_t>(next)]);
+      row.top = top;
+      for (std::size_t m = 0; m < models.size(); ++m)
+        check(acc[m].add(std::span<const float>(zq[m].data() + i * nv, static_cast<std::size_t>(nv)), row, next), "kld");
+    }
+    if ((ch + 1) % 50 == 0) std::fprintf(stderr, "eval: chunk %lld/%lld\n", static_cast<long long>(ch + 1), static_cast<long long>(n_chunks));
+  }
+  std::vector<sbgq::kld_result> res;
+  for (auto& a : acc) res.push_back(a.finish());
+
+  // -- table, CSV, plot
+  std::vector<std::size_t> order(configs.size());
+  for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) { return configs[a].bpw < configs[b].bpw; });
+  std::printf("eval.txt: %lld chunks of %lld tokens (%lld scored), calib.txt: %lld chunks\n\n", static_cast<long long>(n_chunks),
+              static_cast<long long>(ctx), static_cast<long long>(res.empty() ? 0 : res[0].n), static_cast<long long>(im.n_chunks));
+  std::printf("| file | bpw | size (bytes) | mean KLD | KLD p99 | same top | PPL | PPL(F32) | time (s) |\n");
+  std::printf("|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+  std::ofstream csv(out_dir + "/frontier.csv");
+  csv << "name,group,bpw,file_size,kld_mean,kld_mean_error,kld_p99,same_top,ppl,ppl_base,seconds\n";
+  for (std::size_t i : order) {
+    const auto& c = configs[i];
+    const auto& r = res[i];
+    std::printf("| %s | %.3f | %llu | %.6f ± %.6f | %.5f | %.2f%% | %.3f | %.3f | %.1f |\n", c.name.c_str(), c.bpw,
+                static_cast<unsigned long long>(c.file_size), r.kld_mean, r.kld_mean_error, r.kld_p99, 100 * r.same_top, r.ppl,
+                r.ppl_base, c.seconds);
+    csv << '"' << c.name << "\"," << c.group << ',' << c.bpw << ',' << c.file_size << ',' << r.kld_mean << ',' << r.kld_mean_error
+        << ',' << r.kld_p99 << ',' << r.same_top << ',' << r.ppl << ',' << r.ppl_base << ',' << c.seconds << '\n';
+  }
+  std::ofstream(out_dir + "/frontier.svg") << svg_plot(configs, res);
+  std::fprintf(stderr, "wrote %s/frontier.csv and %s/frontier.svg\n", out_dir.c_str(), out_dir.c_str());
+  return 0;
+}

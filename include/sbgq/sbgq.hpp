@@ -39,3 +39,11 @@
 #include "quant_policy.hpp"
 #include "quantize.hpp"
 #include "synth.hpp"
+#include "rotation.hpp"
+#include "gauge.hpp"
+#include "gptq.hpp"
+#include "hf_export.hpp"
+#include "recipe.hpp"
+
+// the whole job
+#include "pipeline.hpp"

@@ -321,14 +321,10 @@ inline result<void> check_w(ggml_type type, const float* w, std::size_t rows, st
   return {};
 }
 
-}  // namespace detail::gptq
-
-/// tr(dW H dW^T) with dW = dequant(q) - W, in f64 (H: cols x cols, symmetric; only its
-/// lower triangle is read, as by gptq_quantize). q: rows * row_size(type, cols) bytes of any
-/// codec sbgq has. Errors: unsupported, size_mismatch, overflow. Thread-safe.
-/// Cost: rows * cols^2 / 2 multiply-adds (Eigen), on all hardware threads.
-inline result<double> quantization_objective(ggml_type type, std::span<const std::byte> q, const float* w,
-                                             std::size_t rows, std::size_t cols, const Eigen::MatrixXd& h) {
+/// quantization_objective on n_threads threads (the per-chunk sums are added in chunk
+/// order, so the value does not depend on the count).
+inline result<double> objective_impl(ggml_type type, std::span<const std::byte> q, const float* w, std::size_t rows,
+                                     std::size_t cols, const Eigen::MatrixXd& h, int n_threads) {
   SBGQ_TRY(const codec_traits* c, detail::codec::check_rows(type, rows, cols, rows * cols, q.size(),
                                                              "the weights", "the quantized data"));
   if (static_cast<std::size_t>(h.rows()) != cols || static_cast<std::size_t>(h.cols()) != cols)
@@ -341,7 +337,7 @@ inline result<double> quantization_objective(ggml_type type, std::span<const std
   std::vector<double> part(nchunks, 0.0);
   const simd_level level = active_simd_level();
   const std::size_t rb = c->row_bytes(cols);
-  parallel_for(nchunks, 1, 0, [&](std::size_t k0, std::size_t k1) {
+  parallel_for(nchunks, 1, n_threads, [&](std::size_t k0, std::size_t k1) {
     std::vector<float> deq;
     for (std::size_t k = k0; k < k1; ++k) {
       const std::size_t r0 = k * cr, r1 = std::min(rows, r0 + cr);
@@ -353,6 +349,16 @@ inline result<double> quantization_objective(ggml_type type, std::span<const std
   double s = 0.0;
   for (double p : part) s += p;
   return s;
+}
+}  // namespace detail::gptq
+
+/// tr(dW H dW^T) with dW = dequant(q) - W, in f64 (H: cols x cols, symmetric; only its
+/// lower triangle is read, as by gptq_quantize). q: rows * row_size(type, cols) bytes of any
+/// codec sbgq has. Errors: unsupported, size_mismatch, overflow. Thread-safe.
+/// Cost: rows * cols^2 / 2 multiply-adds (Eigen), on all hardware threads.
+inline result<double> quantization_objective(ggml_type type, std::span<const std::byte> q, const float* w,
+                                             std::size_t rows, std::size_t cols, const Eigen::MatrixXd& h) {
+  return detail::gptq::objective_impl(type, q, w, rows, cols, h, 0);
 }
 
 /// Quantizes W (rows x cols, row-major f32; rows = output channels, blocks along cols)
@@ -487,8 +493,8 @@ inline result<gptq_stats> gptq_quantize(ggml_type type, const float* w, std::siz
   if (opt.compute_objectives) {
     std::vector<std::byte> plain(dst.size());
     SBGQ_TRY_VOID(quantize_rows(type, w, rows, cols, qw.data(), plain, opt.n_threads));
-    SBGQ_TRY(st.objective_plain, quantization_objective(type, plain, w, rows, cols, h));
-    SBGQ_TRY(st.objective, quantization_objective(type, dst, w, rows, cols, h));
+    SBGQ_TRY(st.objective_plain, objective_impl(type, plain, w, rows, cols, h, opt.n_threads));
+    SBGQ_TRY(st.objective, objective_impl(type, dst, w, rows, cols, h, opt.n_threads));
   }
   st.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
   return st;

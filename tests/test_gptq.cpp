@@ -280,6 +280,9 @@ TEST_CASE("errors") {
   std::vector<std::byte> q(rows * sbgq::row_size(ggml_type::q4_k, cols));
   auto msg = [](const auto& r) { return r.has_value() ? std::string("ok") : r.error().message(); };
 
+  for (ggml_type t : all_types) CHECK(sbgq::gptq_supported(t));
+  CHECK_FALSE(sbgq::gptq_supported(ggml_type::f16));
+  CHECK_FALSE(sbgq::gptq_supported(ggml_type::q8_k));
   auto r = sbgq::gptq_quantize(ggml_type::f16, w.data(), rows, cols, h, {}, q);
   REQUIRE_FALSE(r.has_value());
   CHECK(r.error().code == sbgq::error_code::unsupported);

@@ -82,6 +82,9 @@ struct gptq_stats {
   double seconds = 0;           ///< wall time of the call
 };
 
+/// True for the formats gptq_quantize writes: Q8_0, Q2_K..Q6_K, IQ4_NL, IQ4_XS.
+constexpr bool gptq_supported(ggml_type t) noexcept { return detail::codec::grid_supported(t); }
+
 namespace detail::gptq {
 
 using matf = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;

@@ -198,6 +198,7 @@ TEST_CASE("invert_tensor_transform undoes every HF -> GGUF transform bit for bit
   std::size_t n_checked = 0;
   for (const tensor_plan& e : qwen35_tensor_plan(c, po)) {
     CAPTURE(e.gguf_name);
+    if (e.transform == tensor_transform::none && e.numel() > (1 << 18)) continue;  // plain copies (embeddings)
     std::vector<float> hf(static_cast<std::size_t>(e.numel()));
     for (auto& x : hf) {
       // bf16-representable values as in the checkpoints; A_log in [-1, 3); offsets small.

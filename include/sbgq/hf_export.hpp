@@ -336,19 +336,28 @@ inline result<void> export_hf_checkpoint(const std::string& src_dir, const qwen3
   SBGQ_TRY(global_weights g, p.load_globals());
   SBGQ_TRY_VOID(check_global_weights(c, g));
   const bool untied = g.output.size() != 0;
+  // Sets tie_word_embeddings everywhere it appears, or adds it at the top level.
+  auto set_tie = [&](const char* v) {
+    if (set_json_literal(cfg_text, "tie_word_embeddings", v) == 0) {
+      const std::size_t brace = cfg_text.find('{');
+      if (brace != std::string::npos) cfg_text.insert(brace + 1, std::string("\"tie_word_embeddings\": ") + v + ", ");
+    }
+  };
   if (untied && src_cfg.tie_word_embeddings) {
-    set_json_literal(cfg_text, "tie_word_embeddings", "false");
+    set_tie("false");
     notice("the model has its own LM head (a rotated tied model must be untied): writing lm_head.weight and "
            "tie_word_embeddings = false");
   }
   if (!untied && !src_cfg.tie_word_embeddings) {
-    set_json_literal(cfg_text, "tie_word_embeddings", "true");
+    set_tie("true");
     notice("the model has no separate LM head: tie_word_embeddings = true");
   }
   if (src_cfg.mtp_num_hidden_layers > 0) {
     set_json_literal(cfg_text, "mtp_num_hidden_layers", "0");
     notice("MTP block (" + std::to_string(src_cfg.mtp_num_hidden_layers) +
-           " layer) not written: it cannot be kept exact under the transforms; mtp_num_hidden_layers = 0");
+           (src_cfg.mtp_num_hidden_layers == 1 ? " layer" : " layers") +
+           ") not written (weight providers do not carry it, and it cannot be kept exact under a residual "
+           "rotation); mtp_num_hidden_layers = 0");
   }
   {
     auto check = parse_qwen35_config(cfg_text);

@@ -77,7 +77,8 @@ class residual_rotation {
     return r;
   }
 
-  /// An explicit orthogonal matrix. Errors: [sbgq.rotation.bad_shape] (not square or
+  /// An explicit orthogonal matrix (signed permutations are recognised and applied as
+  /// gathers, with the same results as the product). Errors: [sbgq.rotation.bad_shape] (not square or
   /// empty), [sbgq.rotation.not_finite], [sbgq.rotation.bad_value] when
   /// max |Q^T Q - I| > 1e-9 (the message gives the deviation).
   static result<residual_rotation> from_matrix(Eigen::MatrixXd q) {
@@ -93,6 +94,23 @@ class residual_rotation {
                    "rotation matrix is not orthogonal: max |Q^T Q - I| = " + std::to_string(dev) + " (limit 1e-9)");
     residual_rotation r;
     r.n_ = static_cast<std::size_t>(q.rows());
+    // A signed permutation (one +-1 per row and column) is applied as a gather: the same
+    // values as the dense product (a sum of one exact term and zeros), in O(d) per vector.
+    std::vector<std::size_t> src(r.n_, r.n_);
+    std::vector<double> sign(r.n_, 0.0);
+    bool perm = true;
+    for (Eigen::Index j = 0; j < q.cols() && perm; ++j)
+      for (Eigen::Index i = 0; i < q.rows() && perm; ++i) {
+        const double v = q(i, j);
+        if (v == 0.0) continue;
+        if ((v != 1.0 && v != -1.0) || src[static_cast<std::size_t>(j)] != r.n_) perm = false;
+        src[static_cast<std::size_t>(j)] = static_cast<std::size_t>(i);
+        sign[static_cast<std::size_t>(j)] = v;
+      }
+    if (perm) {
+      r.perm_src_ = std::move(src);
+      r.perm_sign_ = std::move(sign);
+    }
     r.q_ = std::move(q);
     return r;
   }
@@ -119,6 +137,16 @@ class residual_rotation {
       (void)apply_right(*h_, std::span<double>(x, rows * n_), rows, n_, 1);
       return;
     }
+    if (!perm_src_.empty()) {
+      // (x Q)_j = s_j x_{src(j)}
+      std::vector<double> t(n_);
+      for (std::size_t r = 0; r < rows; ++r) {
+        double* xr = x + r * n_;
+        for (std::size_t j = 0; j < n_; ++j) t[j] = perm_sign_[j] * xr[perm_src_[j]];
+        std::copy(t.begin(), t.end(), xr);
+      }
+      return;
+    }
     Eigen::Map<rm_matrix> m(x, static_cast<Eigen::Index>(rows), static_cast<Eigen::Index>(n_));
     const rm_matrix t = m * q_;
     m = t;
@@ -129,6 +157,14 @@ class residual_rotation {
     if (cols == 0) return;
     if (h_) {
       (void)apply_left(*h_, std::span<double>(w, n_ * cols), n_, cols, 1);
+      return;
+    }
+    if (!perm_src_.empty()) {
+      // (Q^T W)_{j,:} = s_j W_{src(j),:}
+      std::vector<double> t(n_ * cols);
+      for (std::size_t j = 0; j < n_; ++j)
+        for (std::size_t c = 0; c < cols; ++c) t[j * cols + c] = perm_sign_[j] * w[perm_src_[j] * cols + c];
+      std::copy(t.begin(), t.end(), w);
       return;
     }
     Eigen::Map<rm_matrix> m(w, static_cast<Eigen::Index>(n_), static_cast<Eigen::Index>(cols));
@@ -206,6 +242,8 @@ class residual_rotation {
   std::size_t n_ = 0;
   std::optional<hadamard_transform> h_;
   Eigen::MatrixXd q_;
+  std::vector<std::size_t> perm_src_;  ///< signed permutations: column j takes row perm_src_[j]
+  std::vector<double> perm_sign_;
 };
 
 /// Rotates the global weights: folds output_norm into the LM head and sets it to 1, E <- E Q,

@@ -426,7 +426,7 @@ class tensor_writer {
         const auto [err, nrm] = weighted_error(t, values, rows, cols, buf_, im);
         pt.rel_error = pt.rel_error_plain = nrm > 0 ? err / nrm : 0.0;
       }
-      if (h && opt_.rounding == rounding_mode::gptq && is_quantized(t)) {
+      if (h && opt_.rounding == rounding_mode::gptq && gptq_supported(t)) {
         gptq_options go = opt_.gptq;
         go.n_threads = opt_.n_threads;
         auto r = gptq_quantize(t, values, rows, cols, *h, im, buf_, go);

@@ -41,13 +41,22 @@ const std::string& calib_text() {
   return t;
 }
 
+// Under AddressSanitizer the quantize-in-the-loop gauge solver and the codecs run ~50x
+// slower: the sanitized pass calibrates on fewer tokens and searches two alphas.
+#if defined(__SANITIZE_ADDRESS__)
+constexpr bool sanitized = true;
+#else
+constexpr bool sanitized = false;
+#endif
+
 sbgq::pipeline_options base_options(const std::string& recipe) {
   sbgq::pipeline_options o;
   o.recipe = recipe;
   o.calibration_text = calib_text();
   o.ctx = 128;
-  o.chunks = 4;
+  o.chunks = sanitized ? 2 : 4;
   o.n_threads = 2;
+  if (sanitized) o.gauge_settings.alphas = {0.0f, 0.2f};
   return o;
 }
 
@@ -180,8 +189,8 @@ TEST_CASE("transforms off: the pipeline writes llama_model_quantize's tensors fo
   sbgq::safetensors_weight_provider prov(ckpt, cfg);
   const auto ids = tok.encode(calib_text()).value();
   sbgq::calibration_options co;
-  co.ctx = 128;
-  co.max_chunks = 4;
+  co.ctx = base_options("").ctx;
+  co.max_chunks = base_options("").chunks;
   co.n_threads = 2;
   auto cal = sbgq::collect_calibration(cfg, prov, ids, co);
   REQUIRE(cal.has_value());
@@ -238,7 +247,7 @@ TEST_CASE("every recipe loads in libllama and stays close to the F32 model") {
     sbgq::pipeline_report rep;
     const std::string path = run(v.name, o, &rep);
     const double kld = mean_kld(ref.z, logits_of(path), 8192);
-    MESSAGE(v.name << ": " << rep.bits_per_weight() << " bits per weight, mean KLD vs F32 over " << ref.tokens.size()
+    MESSAGE(label << ": " << rep.bits_per_weight() << " bits per weight, mean KLD vs F32 over " << ref.tokens.size()
                    << " tokens = " << kld);
     CHECK(std::isfinite(kld));
     CHECK(kld < 0.01);  // measured ~1e-3 for every variant; a broken tensor gives > 1
@@ -277,7 +286,8 @@ TEST_CASE("rotation keeps the function: written at F32, libllama gives the F32 m
 
 TEST_CASE("auto meets its budget and a larger budget buys a smaller estimated error") {
   double prev_err = 1e300;
-  for (double bpw : {4.6, 5.5, 6.5}) {
+  const std::vector<double> budgets = sanitized ? std::vector<double>{4.6, 6.5} : std::vector<double>{4.6, 5.5, 6.5};
+  for (double bpw : budgets) {
     CAPTURE(bpw);
     auto o = base_options("auto");
     o.target_bpw = bpw;

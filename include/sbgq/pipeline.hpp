@@ -99,6 +99,7 @@ struct pipeline_options {
   rotation_mode rotate = rotation_mode::none;
   std::uint64_t seed = 0;               ///< random signs of the Hadamard rotation
   bool gauge = false;                   ///< exact per-channel scalings, solved per layer
+  gauge_options gauge_settings;         ///< with gauge: which scalings, the alpha grid
   rounding_mode rounding = rounding_mode::plain;
   gptq_options gptq;                    ///< with rounding = gptq
   bool keep_mtp = true;                 ///< keep MTP tensors (as llama.cpp's converter); never with rotation
@@ -741,7 +742,7 @@ inline result<pipeline_report> run_pipeline(const std::string& model_dir, const 
       stats = &session->stats();
       if (opt.gauge) {
         clock.event("gauge", l, n_layers, "", frac);
-        gauge_options go;
+        gauge_options go = opt.gauge_settings;
         go.n_threads = opt.n_threads;
         SBGQ_TRY(gauge_result g, solve_gauge(m.cfg, l, lw, session->stats(), type_of, go));
         scale_imatrix_inputs(session->stats(), g);

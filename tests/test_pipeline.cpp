@@ -284,6 +284,38 @@ TEST_CASE("rotation keeps the function: written at F32, libllama gives the F32 m
   CHECK(d_rot < 1e-3);
 }
 
+TEST_CASE("a rotated and gauged provider (sbgq transform's path) computes the same function") {
+  auto cfg = sbgq::load_qwen35_config(model_dir).value();
+  auto ckpt = sbgq::safetensors_checkpoint::open(model_dir).value();
+  auto tok = sbgq::tokenizer::load(model_dir + "/tokenizer.json", 8192).value();
+  sbgq::safetensors_weight_provider base(ckpt, cfg);
+  const auto ids = tok.encode(calib_text()).value();
+  std::vector<std::int32_t> probe(ids.end() - 96, ids.end());
+  auto z0 = sbgq::forward(cfg, base, probe, 1, nullptr, 2);
+  REQUIRE(z0.has_value());
+  auto q = sbgq::residual_rotation::hadamard(static_cast<std::size_t>(cfg.hidden_size), 3).value();
+  sbgq::rotated_provider rot(base, cfg, q, 2);
+  sbgq::calibration_options co;
+  co.ctx = 128;
+  co.max_chunks = 2;
+  co.n_threads = 2;
+  sbgq::gauge_options go = base_options("").gauge_settings;
+  go.n_threads = 2;
+  auto gp = sbgq::gauged_provider::create(cfg, rot, ids, co, [](const std::string&) { return ggml_type::q4_k; }, go);
+  REQUIRE_MESSAGE(gp.has_value(), (gp ? "" : gp.error().message()));
+  auto z1 = sbgq::forward(cfg, **gp, probe, 1, nullptr, 2);
+  REQUIRE_MESSAGE(z1.has_value(), (z1 ? "" : z1.error().message()));
+  CHECK((*gp)->notes().size() > 0);  // scalings were solved (and kept or not) for every layer
+  const std::vector<float> a(z1->data(), z1->data() + z1->size()), b(z0->data(), z0->data() + z0->size());
+  const double d = max_rel_diff(a, b, 8192);
+  MESSAGE("rotated + gauged vs original, our forward pass: max |diff| / std = " << d);
+  CHECK(d < 1e-4);  // f32 noise (rotation alone: ~3e-6); a broken scaling moves logits by > 0.1
+  // Layers must come in order: the calibration runs through them one after another.
+  auto again = (*gp)->load_layer(0);
+  REQUIRE_FALSE(again.has_value());
+  CHECK(again.error().code == sbgq::error_code::invalid_argument);
+}
+
 TEST_CASE("auto meets its budget and a larger budget buys a smaller estimated error") {
   double prev_err = 1e300;
   const std::vector<double> budgets = sanitized ? std::vector<double>{4.6, 6.5} : std::vector<double>{4.6, 5.5, 6.5};

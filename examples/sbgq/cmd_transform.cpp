@@ -1,4 +1,5 @@
-// sbgq transform MODEL_DIR -o DIR --rotate hadamard|none [--seed S] [--dtype f32|bf16] [-t N]
+// sbgq transform MODEL_DIR -o DIR --rotate hadamard|none [--seed S] [--gauge none|exact -f TEXT
+//                [--gauge-type T] [--ctx N] [--chunks N]] [--dtype f32|bf16] [-t N]
 #include <chrono>
 #include <cstdio>
 #include <memory>
@@ -6,6 +7,9 @@
 
 #include "cli.hpp"
 #include "commands.hpp"
+#include "model_args.hpp"
+#include <sbgq/gauge.hpp>
+#include <sbgq/tokenizer.hpp>
 #include <sbgq/hf_export.hpp>
 #include <sbgq/rotation.hpp>
 #include <sbgq/weights.hpp>
@@ -13,7 +17,10 @@
 namespace sbgq::cli {
 
 int cmd_transform(args& a) {
-  std::string model, out, rotate;
+  std::string model, out, rotate, gauge = "none", text;
+  ggml_type gauge_type = ggml_type::q4_k;
+  calibration_options calib;
+  calib.ctx = 512;
   std::uint64_t seed = 0;
   int n_threads = 0;
   hf_export_options opt;
@@ -23,7 +30,18 @@ int cmd_transform(args& a) {
     else if (f == "--rotate") {
       rotate = a.value(f);
       if (rotate != "hadamard" && rotate != "none") throw usage_error{"--rotate: expected hadamard or none, found '" + rotate + "'"};
-    } else if (f == "--seed") seed = static_cast<std::uint64_t>(a.integer(f, 0, (1LL << 62)));
+    } else if (f == "--gauge") {
+      gauge = a.value(f);
+      if (gauge != "exact" && gauge != "none") throw usage_error{"--gauge: expected exact or none, found '" + gauge + "'"};
+    } else if (f == "--gauge-type") {
+      const std::string t = a.value(f);
+      const auto ty = ggml_type_from_name(t);
+      if (!ty || !is_quantized(*ty)) throw usage_error{"--gauge-type: expected a quantized ggml type, found '" + t + "'"};
+      gauge_type = *ty;
+    } else if (f == "-f" || f == "--file") text = a.value(f);
+    else if (f == "-c" || f == "--ctx") calib.ctx = a.integer(f, 16, 1 << 20);
+    else if (f == "--chunks") calib.max_chunks = a.integer(f, 1, 1 << 30);
+    else if (f == "--seed") seed = static_cast<std::uint64_t>(a.integer(f, 0, (1LL << 62)));
     else if (f == "--dtype") {
       const std::string t = a.value(f);
       if (t == "f32") opt.out_dtype = dtype::f32;
@@ -37,6 +55,7 @@ int cmd_transform(args& a) {
   if (model.empty()) throw usage_error{"missing MODEL_DIR"};
   if (out.empty()) throw usage_error{"missing -o DIR"};
   if (rotate.empty()) throw usage_error{"missing --rotate hadamard|none"};
+  if (gauge == "exact" && text.empty()) throw usage_error{"--gauge exact needs calibration text (-f TEXT)"};
 
   const auto t0 = std::chrono::steady_clock::now();
   const qwen35_config c = unwrap(load_qwen35_config(model));
@@ -49,6 +68,16 @@ int cmd_transform(args& a) {
     q = std::make_unique<residual_rotation>(unwrap(residual_rotation::hadamard(static_cast<std::size_t>(c.hidden_size), seed)));
     rp = std::make_unique<rotated_provider>(base, c, *q, n_threads);
     p = rp.get();
+  }
+  std::unique_ptr<gauged_provider> gp;
+  if (gauge == "exact") {
+    const tokenizer tok = unwrap(tokenizer::load(model + "/tokenizer.json", static_cast<std::size_t>(c.vocab_size)));
+    const auto ids = unwrap(tok.encode(read_text_or_exit(text)));
+    calib.n_threads = n_threads;
+    gauge_options go;
+    go.n_threads = n_threads;
+    gp = unwrap(gauged_provider::create(c, *p, ids, calib, [&](const std::string&) { return gauge_type; }, go));
+    p = gp.get();
   }
   progress pg;
   opt.progress = [&](int i, int n, const std::string& what) {
@@ -63,6 +92,7 @@ int cmd_transform(args& a) {
   };
   unwrap(export_hf_checkpoint(model, c, *p, out, opt));
   pg.done();
+  if (gp) std::printf("gauge: %zu scalings solved for %s\n", gp->notes().size(), type_name(gauge_type).data());
   std::printf("wrote %s: rotation %s (seed %llu, d = %lld), %s tensors, in %.2f s, peak RSS %s\n", out.c_str(), rotate.c_str(),
               static_cast<unsigned long long>(seed), static_cast<long long>(c.hidden_size),
               opt.out_dtype == dtype::f32 ? "F32" : "BF16", seconds_since(t0),

@@ -51,8 +51,9 @@ inline const std::vector<command>& commands() {
        "  recipes: llama-q4_k_m, llama-iq4_xs, ... (llama.cpp's mixtures), seed-iq4_xs, auto (with --target-bpw),\n"
        "           or a JSON file {\"default\": TYPE, \"rules\": [{\"match\": REGEX, \"type\": TYPE}, ...]}",
        cmd_pipeline},
-      {"transform", "rotate the residual stream (exact, norm gains folded) and write an HF checkpoint",
-       "MODEL_DIR -o DIR --rotate hadamard|none [--seed S] [--dtype f32|bf16] [-t N]", cmd_transform},
+      {"transform", "apply the exact transforms (rotation, gauge scalings) and write an HF checkpoint",
+       "MODEL_DIR -o DIR --rotate hadamard|none [--seed S] [--gauge none|exact -f TEXT [--gauge-type T] [--ctx N]\n"
+       "  [--chunks N]] [--dtype f32|bf16] [-t N]", cmd_transform},
       {"demo", "run the main job end to end on an embedded default", "[-o DIR] [-t N]", cmd_demo},
   };
   return table;

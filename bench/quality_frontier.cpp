@@ -1,6 +1,8 @@
 // The quality/size frontier on the tiny model, evaluated by llama.cpp itself.
 //
-//   quality_frontier [--out DIR] [--eval-chunks N] [--calib-chunks N] [--only NAME,...] [-t N]
+//   quality_frontier [--out DIR] [--eval-chunks N] [--calib-chunks N] [--only NAME,...] [--reuse] [-t N]
+//
+// --reuse keeps files already in DIR (their size is read back; their time shows as 0).
 //
 // Every file is evaluated in libllama (the oracle) on eval.txt, chunks of 256 tokens, the
 // second half of each chunk scored as llama-perplexity does, against the F32 model's
@@ -70,6 +72,18 @@ struct variant {
   double target_bpw;
   bool rotate, gauge, gptq;
 };
+
+/// Bits per weight of a GGUF's tensor data.
+double file_bpw(const std::string& path) {
+  auto f = sbgq::gguf_file::open(path);
+  if (!f) return 0;
+  std::uint64_t bytes = 0, n = 0;
+  for (const auto& t : f->tensors()) {
+    bytes += t.nbytes;
+    n += t.n_elements();
+  }
+  return n ? 8.0 * static_cast<double>(bytes) / static_cast<double>(n) : 0;
+}
 
 std::string variant_name(const variant& v) {
   std::string n = v.recipe;
@@ -141,6 +155,7 @@ int main(int argc, char** argv) {
   std::string out_dir = "frontier-out", only;
   std::int64_t eval_chunks = -1, calib_chunks = -1;
   int n_threads = 2;
+  bool reuse = false;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     auto next = [&]() -> std::string {
@@ -155,6 +170,7 @@ int main(int argc, char** argv) {
     else if (a == "--calib-chunks") calib_chunks = std::stoll(next());
     else if (a == "--only") only = next();
     else if (a == "-t") n_threads = std::stoi(next());
+    else if (a == "--reuse") reuse = true;
     else {
       std::fprintf(stderr, "usage: quality_frontier [--out DIR] [--eval-chunks N] [--calib-chunks N] [--only A,B] [-t N]\n");
       return 2;
@@ -169,7 +185,7 @@ int main(int argc, char** argv) {
   const std::string f32 = out_dir + "/tiny-f32.gguf";
   sbgq::convert_options co;
   co.outtype = sbgq::ggml_type::f32;
-  check(sbgq::convert_checkpoint(model_dir, f32, co), "convert");
+  if (!(reuse && std::filesystem::exists(f32))) check(sbgq::convert_checkpoint(model_dir, f32, co), "convert");
   auto cfg = check(sbgq::load_qwen35_config(model_dir), "config");
   auto ckpt = check(sbgq::safetensors_checkpoint::open(model_dir), "checkpoint");
   auto tok = check(sbgq::tokenizer::load(model_dir + "/tokenizer.json", 8192), "tokenizer");
@@ -221,7 +237,7 @@ int main(int argc, char** argv) {
     p.ftype = ftype;
     p.imatrix = data.data();
     const auto t0 = std::chrono::steady_clock::now();
-    if (oracle().llama_model_quantize(f32.c_str(), c.path.c_str(), &p) != 0) {
+    if (!(reuse && std::filesystem::exists(c.path)) && oracle().llama_model_quantize(f32.c_str(), c.path.c_str(), &p) != 0) {
       std::fprintf(stderr, "llama_model_quantize %s failed\n", name);
       return 1;
     }
@@ -267,6 +283,12 @@ int main(int argc, char** argv) {
     for (char& ch : file)
       if (ch == ' ' || ch == '@' || ch == '+') ch = '_';
     c.path = out_dir + "/sbgq-" + file + ".gguf";
+    if (reuse && std::filesystem::exists(c.path)) {
+      c.bpw = file_bpw(c.path);
+      c.file_size = std::filesystem::file_size(c.path);
+      configs.push_back(c);
+      continue;
+    }
     std::fprintf(stderr, "pipeline: %s\n", label.c_str());
     auto rep = check(sbgq::run_pipeline(model_dir, c.path, o), "pipeline");
     c.bpw = rep.bits_per_weight();
@@ -311,7 +333,7 @@ int main(int argc, char** argv) {
       for (std::size_t m = 0; m < models.size(); ++m)
         check(acc[m].add(std::span<const float>(zq[m].data() + i * nv, static_cast<std::size_t>(nv)), row, next), "kld");
     }
-    if ((ch + 1) % 50 == 0) std::fprintf(stderr, "eval: chunk %lld/%lld\n", static_cast<long long>(ch + 1), static_cast<long long>(n_chunks));
+    if ((ch + 1) % 10 == 0) std::fprintf(stderr, "eval: chunk %lld/%lld\n", static_cast<long long>(ch + 1), static_cast<long long>(n_chunks));
   }
   std::vector<sbgq::kld_result> res;
   for (auto& a : acc) res.push_back(a.finish());

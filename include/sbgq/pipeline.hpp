@@ -61,6 +61,7 @@
 #include "gguf.hpp"
 #include "gptq.hpp"
 #include "imatrix.hpp"
+#include "mapped_file.hpp"
 #include "model_config.hpp"
 #include "quantize.hpp"
 #include "qwen35_tensors.hpp"
@@ -324,6 +325,8 @@ inline result<void> global_rows(model_context& m, const tensor_plan& e, std::siz
   }
   SBGQ_TRY(tensor_view v, find_hf_tensor(m.ckpt, *src));
   SBGQ_TRY_VOID(to_f32(v, r0, r1, out));
+  const std::size_t row_bytes = v.bytes.size() / static_cast<std::size_t>(e.rows());
+  release_mapped_pages(v.bytes.subspan(r0 * row_bytes, (r1 - r0) * row_bytes));
   if (m.rotation) {
     Eigen::Map<matrix_f32> block(out.data(), static_cast<Eigen::Index>(r1 - r0), static_cast<Eigen::Index>(cols));
     matrix_f32 x = block;
@@ -770,6 +773,7 @@ inline result<pipeline_report> run_pipeline(const std::string& model_dir, const 
     const tensor_plan& e = m.plan[i];
     clock.event("quantize", n_layers, n_layers, e.gguf_name, 0.99);
     SBGQ_TRY(std::vector<float> v, load_gguf_values(m.ckpt, e, m.cfg));
+    if (auto src = find_hf_tensor(m.ckpt, e)) release_mapped_pages(src->bytes);
     SBGQ_TRY_VOID(tw.write(i, e.gguf_name, types[i], v.data(), static_cast<std::size_t>(e.rows()),
                            static_cast<std::size_t>(e.ne[0]), {}, nullptr));
   }

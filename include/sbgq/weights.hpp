@@ -17,6 +17,7 @@
 #include "error.hpp"
 #include "forward.hpp"
 #include "gguf.hpp"
+#include "mapped_file.hpp"
 #include "model_config.hpp"
 #include "qwen35_tensors.hpp"
 #include "safetensors.hpp"
@@ -150,7 +151,9 @@ class gguf_weight_provider : public weight_provider {
 };
 
 /// Weights from an HF checkpoint, converted tensor by tensor with the converter's
-/// transforms (the forward pass then sees exactly what a converted F32 GGUF holds).
+/// transforms (the forward pass then sees exactly what a converted F32 GGUF holds). The
+/// mapped pages of a tensor are released once it is converted (peak memory is the f32
+/// copies the caller holds, not the checkpoint).
 class safetensors_weight_provider : public weight_provider {
  public:
   safetensors_weight_provider(const safetensors_checkpoint& ckpt, const qwen35_config& c) : ckpt_(ckpt), c_(c) {
@@ -178,6 +181,8 @@ class safetensors_weight_provider : public weight_provider {
       SBGQ_TRY_VOID(detail::check_token_id(ids, i, e.ne[1]));
       const auto r = static_cast<std::uint64_t>(ids[i]);
       SBGQ_TRY_VOID(to_f32(src, r, r + 1, std::span<float>(out.row(static_cast<Eigen::Index>(i)).data(), cols)));
+      const std::size_t row_bytes = src.bytes.size() / static_cast<std::size_t>(e.ne[1]);
+      release_mapped_pages(src.bytes.subspan(static_cast<std::size_t>(r) * row_bytes, row_bytes));
     }
     return out;
   }
@@ -187,6 +192,9 @@ class safetensors_weight_provider : public weight_provider {
     for (const auto& e : plan_)
       if (e.gguf_name == gguf_name) {
         SBGQ_TRY(std::vector<float> v, load_gguf_values(ckpt_, e, c_));
+        // The f32 copy is what the caller keeps: drop the mapped source pages, or a pass
+        // over a 9B checkpoint would leave all 18 GB of it counted in our resident set.
+        if (auto src = find_hf_tensor(ckpt_, e)) release_mapped_pages(src->bytes);
         return detail::named_values{std::move(v), e.ne};
       }
     return error(error_code::not_found, "weights", "no tensor '" + gguf_name + "' in the model's plan");

@@ -56,6 +56,7 @@ sbgq::pipeline_options base_options(const std::string& recipe) {
   o.ctx = 128;
   o.chunks = sanitized ? 2 : 4;
   o.n_threads = 2;
+  o.rounding = sbgq::rounding_mode::plain;  // the default is gptq; plain is llama-quantize's rounding
   if (sanitized) o.gauge_settings.alphas = {0.0f, 0.2f};
   return o;
 }
@@ -197,6 +198,7 @@ TEST_CASE("transforms off: the pipeline writes llama_model_quantize's tensors fo
 
   const std::pair<const char*, std::int32_t> cases[] = {{"llama-q4_k_m", 15}, {"llama-iq4_xs", 30}};
   for (const auto& [recipe_c, ftype] : cases) {
+    if (sanitized && ftype != 15) continue;
     const std::string recipe = recipe_c;
     CAPTURE(recipe);
     const std::string ours = run(recipe, base_options(recipe));
@@ -236,6 +238,7 @@ TEST_CASE("every recipe loads in libllama and stays close to the F32 model") {
       {"q4km-rot-gauge-gptq", "llama-q4_k_m", 0, true, true, true},
   };
   for (const auto& v : vs) {
+    if (sanitized && std::string(v.name) != "q4km-rot-gauge-gptq") continue;  // every stage once under ASan
     const std::string label = v.name;
     CAPTURE(label);
     auto o = base_options(v.recipe);
@@ -253,6 +256,7 @@ TEST_CASE("every recipe loads in libllama and stays close to the F32 model") {
     CHECK(kld < 0.01);  // measured ~1e-3 for every variant; a broken tensor gives > 1
     if (std::string(v.recipe) == "auto") CHECK(rep.bits_per_weight() <= v.bpw + 1e-6);
   }
+  if (sanitized) return;
   // The seed recipe's types, as the model card lists them.
   auto f = sbgq::gguf_file::open(tmp("seed.gguf")).value();
   CHECK(f.find_tensor("blk.0.ffn_up.weight")->type == ggml_type::iq4_xs);
@@ -318,7 +322,8 @@ TEST_CASE("a rotated and gauged provider (sbgq transform's path) computes the sa
 
 TEST_CASE("auto meets its budget and a larger budget buys a smaller estimated error") {
   double prev_err = 1e300;
-  const std::vector<double> budgets = sanitized ? std::vector<double>{4.6, 6.5} : std::vector<double>{4.6, 5.5, 6.5};
+  if (sanitized) return;  // three more calibrated runs: covered by the Release pass
+  const std::vector<double> budgets = {4.6, 5.5, 6.5};
   for (double bpw : budgets) {
     CAPTURE(bpw);
     auto o = base_options("auto");

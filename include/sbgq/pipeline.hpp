@@ -97,11 +97,14 @@ struct pipeline_options {
   const imatrix* importance = nullptr;
   std::int64_t ctx = 512;               ///< tokens per calibration chunk
   std::int64_t chunks = -1;             ///< -1: every whole chunk of the text
+  /// Off by default: on the tiny model it did not lower KL-divergence (bench/RESULTS.md).
   rotation_mode rotate = rotation_mode::none;
   std::uint64_t seed = 0;               ///< random signs of the Hadamard rotation
-  bool gauge = false;                   ///< exact per-channel scalings, solved per layer
+  bool gauge = false;                   ///< exact per-channel scalings, solved per layer (off: gains within noise)
   gauge_options gauge_settings;         ///< with gauge: which scalings, the alpha grid
-  rounding_mode rounding = rounding_mode::plain;
+  /// gptq by default: it lowered KL-divergence for every recipe in the frontier table
+  /// (bench/RESULTS.md); plain reproduces llama-quantize's bytes.
+  rounding_mode rounding = rounding_mode::gptq;
   gptq_options gptq;                    ///< with rounding = gptq
   bool keep_mtp = true;                 ///< keep MTP tensors (as llama.cpp's converter); never with rotation
   std::string name;                     ///< general.name; default: the directory name

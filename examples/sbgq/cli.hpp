@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <optional>
 #include <sbgq/error.hpp>
+#include <sbgq/mapped_file.hpp>
 #include <string>
 #include <string_view>
 #include <unistd.h>
@@ -121,18 +122,6 @@ inline std::string human_bytes(double b) {
   char buf[32];
   std::snprintf(buf, sizeof buf, u == 0 ? "%.0f %s" : "%.2f %s", b, units[u]);
   return buf;
-}
-
-/// Peak resident set size of this process in bytes (Linux), 0 if unknown.
-inline std::uint64_t peak_rss_bytes() {
-  std::FILE* f = std::fopen("/proc/self/status", "r");
-  if (!f) return 0;
-  char line[256];
-  std::uint64_t kb = 0;
-  while (std::fgets(line, sizeof line, f))
-    if (std::sscanf(line, "VmHWM: %lu kB", &kb) == 1) break;
-  std::fclose(f);
-  return kb * 1024;
 }
 
 }  // namespace sbgq::cli

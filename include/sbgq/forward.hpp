@@ -158,6 +158,13 @@ inline result<void> check_matrix(const std::string& name, const matrix_f32& m, s
                                                     shape_str(m.rows(), m.cols()));
   return {};
 }
+/// n tokens split into n_seq equal, non-empty sequences.
+inline result<void> check_split(std::int64_t n, std::int64_t n_seq) {
+  if (n_seq <= 0 || n == 0 || n % n_seq != 0)
+    return forward_error(error_code::invalid_argument, std::to_string(n) + " tokens cannot be split into " +
+                                                           std::to_string(n_seq) + " equal non-empty sequences");
+  return {};
+}
 inline result<void> check_vector(const std::string& name, const vector_f32& v, std::int64_t n) {
   if (v.size() != n)
     return forward_error(error_code::bad_shape,
@@ -447,42 +454,34 @@ inline result<void> check_global_weights(const qwen35_config& c, const global_we
   return {};
 }
 
+/// Hidden states of n_seq equal-length sequences from their embedding rows (as returned
+/// by weight_provider::embedding_rows). Errors: invalid_argument (row count not a
+/// multiple of n_seq, or empty).
+inline result<activations> embed_rows(matrix_f32 rows, std::int64_t n_seq = 1) {
+  SBGQ_TRY_VOID(detail::fwd::check_split(rows.rows(), n_seq));
+  activations act;
+  act.n_seq = n_seq;
+  act.n_tok = rows.rows() / n_seq;
+  act.hidden = std::move(rows);
+  return act;
+}
+
 /// Embeds n_seq sequences of equal length: tokens holds n_seq * n_tok ids, sequence
 /// after sequence. Errors: invalid_argument (size not a multiple of n_seq, or empty),
 /// bad_value (a token id outside [0, vocab)).
 inline result<activations> embed(const global_weights& g, std::span<const std::int32_t> tokens, std::int64_t n_seq = 1) {
   const auto n = static_cast<std::int64_t>(tokens.size());
-  if (n_seq <= 0 || n == 0 || n % n_seq != 0)
-    return detail::fwd::forward_error(error_code::invalid_argument, std::to_string(n) + " tokens cannot be split into " +
-                                                                   std::to_string(n_seq) + " equal non-empty sequences");
-  activations act;
-  act.n_seq = n_seq;
-  act.n_tok = n / n_seq;
-  act.hidden.resize(n, g.token_embd.cols());
+  SBGQ_TRY_VOID(detail::fwd::check_split(n, n_seq));
+  matrix_f32 rows(n, g.token_embd.cols());
   for (std::int64_t i = 0; i < n; ++i) {
     const std::int32_t id = tokens[static_cast<std::size_t>(i)];
     if (id < 0 || id >= g.token_embd.rows())
       return detail::fwd::forward_error(error_code::bad_value, "token " + std::to_string(i) + ": id " + std::to_string(id) +
                                                               " outside the vocabulary [0, " +
                                                               std::to_string(g.token_embd.rows()) + ")");
-    act.hidden.row(i) = g.token_embd.row(id);
+    rows.row(i) = g.token_embd.row(id);
   }
-  return act;
-}
-
-/// Hidden states of n_seq equal-length sequences from their embedding rows (as returned
-/// by weight_provider::embedding_rows). Errors: invalid_argument (row count not a
-/// multiple of n_seq, or empty).
-inline result<activations> embed_rows(matrix_f32 rows, std::int64_t n_seq = 1) {
-  const std::int64_t n = rows.rows();
-  if (n_seq <= 0 || n == 0 || n % n_seq != 0)
-    return detail::fwd::forward_error(error_code::invalid_argument, std::to_string(n) + " tokens cannot be split into " +
-                                                                   std::to_string(n_seq) + " equal non-empty sequences");
-  activations act;
-  act.n_seq = n_seq;
-  act.n_tok = n / n_seq;
-  act.hidden = std::move(rows);
-  return act;
+  return embed_rows(std::move(rows), n_seq);
 }
 
 inline result<matrix_f32> weight_provider::embedding_rows(std::span<const std::int32_t> ids) {

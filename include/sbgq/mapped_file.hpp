@@ -9,6 +9,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
 #include <span>
 #include <string>
@@ -138,6 +139,19 @@ inline void release_mapped_pages(std::span<const std::byte> s) noexcept {
 #else
   (void)s;
 #endif
+}
+
+/// Peak resident set size of this process in bytes (Linux /proc/self/status VmHWM), 0
+/// where the platform does not report it. For reports of long runs.
+inline std::uint64_t peak_rss_bytes() {
+  std::FILE* f = std::fopen("/proc/self/status", "r");
+  if (!f) return 0;
+  char line[256];
+  unsigned long kb = 0;
+  while (std::fgets(line, sizeof line, f))
+    if (std::sscanf(line, "VmHWM: %lu kB", &kb) == 1) break;
+  std::fclose(f);
+  return static_cast<std::uint64_t>(kb) * 1024;
 }
 
 SBGQ_END_NAMESPACE

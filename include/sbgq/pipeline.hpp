@@ -149,18 +149,6 @@ namespace detail::pipe {
 
 inline error fail(error_code c, std::string ctx) { return error(c, "pipeline", std::move(ctx)); }
 
-/// Peak resident set size of this process in bytes (Linux /proc), 0 if unknown.
-inline std::uint64_t peak_rss() {
-  std::FILE* f = std::fopen("/proc/self/status", "r");
-  if (!f) return 0;
-  char line[256];
-  std::uint64_t kb = 0;
-  while (std::fgets(line, sizeof line, f))
-    if (std::sscanf(line, "VmHWM: %lu kB", &kb) == 1) break;
-  std::fclose(f);
-  return kb * 1024;
-}
-
 /// A matrix or vector of a loaded layer by GGUF name, as (data, rows, cols).
 struct tensor_ref {
   float* data = nullptr;
@@ -786,7 +774,7 @@ inline result<pipeline_report> run_pipeline(const std::string& model_dir, const 
   rep.file_size = std::filesystem::file_size(out_path, ec);
   clock.stop();
   rep.seconds = clock.elapsed();
-  rep.peak_rss = dp::peak_rss();
+  rep.peak_rss = peak_rss_bytes();
   return rep;
 }
 

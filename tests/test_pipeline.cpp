@@ -11,6 +11,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <map>
 #include <string>
 #include <vector>
@@ -362,6 +363,121 @@ TEST_CASE("bad input fails clearly and leaves no file") {
   auto bad_model = base_options("llama-q4_k_m");
   r = sbgq::run_pipeline(std::string(SBGQ_SHARED_DIR) + "/data", out, bad_model);
   REQUIRE_FALSE(r.has_value());
+  CHECK_FALSE(std::filesystem::exists(out));
+}
+
+TEST_CASE("a given importance matrix is checked against the model before any work") {
+  // Entries of the wrong size were read past their end by the quantizer (heap over-read
+  // under ASan) or used silently; degenerate statistics erased tensors.
+  const std::string out = tmp("bad-imatrix.gguf");
+  std::filesystem::remove(out);
+  auto run_with = [&](const sbgq::imatrix& im) {
+    auto o = base_options("llama-q4_k_m");
+    o.calibration_text.clear();
+    o.rounding = sbgq::rounding_mode::plain;
+    o.importance = &im;
+    return sbgq::run_pipeline(model_dir, out, o);
+  };
+  auto expect = [&](const sbgq::imatrix& im, sbgq::error_code code, const std::string& text) {
+    auto r = run_with(im);
+    REQUIRE_FALSE(r.has_value());
+    CHECK(r.error().code == code);
+    CHECK_MESSAGE(r.error().message().find(text) != std::string::npos, r.error().message());
+    CHECK_FALSE(std::filesystem::exists(out));
+  };
+  const std::string down = "blk.0.ffn_down.weight";  // 768 columns in the tiny model
+  sbgq::imatrix half;
+  half.entries[down] = sbgq::imatrix_entry{384, std::vector<float>(384, 1.0f), {4}};
+  expect(half, sbgq::error_code::size_mismatch, "entry 'blk.0.ffn_down.weight' has 384 values, the tensor has 768 columns");
+  sbgq::imatrix twice;
+  twice.entries[down] = sbgq::imatrix_entry{1536, std::vector<float>(1536, 1.0f), {4}};
+  expect(twice, sbgq::error_code::size_mismatch, "has 1536 values, the tensor has 768 columns");
+  sbgq::imatrix two_mats;  // the right total, but as two matrices of a 2-D tensor
+  two_mats.entries[down] = sbgq::imatrix_entry{384, std::vector<float>(768, 1.0f), {4, 4}};
+  expect(two_mats, sbgq::error_code::size_mismatch, "(entry: 2 matrices of 384, tensor: 1)");
+  sbgq::imatrix foreign;
+  foreign.entries["blk.99.ffn_down.weight"] = sbgq::imatrix_entry{768, std::vector<float>(768, 1.0f), {4}};
+  expect(foreign, sbgq::error_code::not_found, "matches no tensor of the model");
+  sbgq::imatrix zeros;
+  zeros.entries[down] = sbgq::imatrix_entry{768, std::vector<float>(768, 0.0f), {4}};
+  expect(zeros, sbgq::error_code::bad_value, "'blk.0.ffn_down.weight': all 768 weights are zero or subnormal");
+  sbgq::imatrix denormal;
+  denormal.entries[down] = sbgq::imatrix_entry{768, std::vector<float>(768, 1e-40f), {1}};
+  expect(denormal, sbgq::error_code::bad_value, "zero or subnormal");
+  sbgq::imatrix huge;
+  huge.entries[down] = sbgq::imatrix_entry{768, std::vector<float>(768, 1.0f), {4}};
+  huge.entries[down].sum2[5] = 1e36f;
+  expect(huge, sbgq::error_code::bad_value, "has a weight of");
+  sbgq::imatrix nan;
+  nan.entries[down] = sbgq::imatrix_entry{768, std::vector<float>(768, 1.0f), {4}};
+  nan.entries[down].sum2[9] = std::numeric_limits<float>::quiet_NaN();
+  expect(nan, sbgq::error_code::not_finite, "non-finite weight at index 9");
+}
+
+TEST_CASE("a NaN in a weight kept at F32 is an error naming the tensor, in the pipeline and in quantize") {
+  // A copy of the tiny model whose first layer's input norm holds a NaN.
+  const std::string dir = tmp("nan-model");
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  for (const auto& f : std::filesystem::directory_iterator(model_dir))
+    if (f.path().extension() != ".safetensors") std::filesystem::copy_file(f.path(), dir + "/" + f.path().filename().string());
+  const std::string norm = "model.language_model.layers.0.input_layernorm.weight";
+  for (const auto& f : std::filesystem::directory_iterator(model_dir)) {
+    if (f.path().extension() != ".safetensors") continue;
+    std::ifstream in(f.path(), std::ios::binary);
+    std::vector<char> chars((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    std::vector<std::byte> bytes(chars.size());
+    std::memcpy(bytes.data(), chars.data(), chars.size());
+    {
+      auto st = sbgq::safetensors_file::parse(bytes);
+      REQUIRE(st.has_value());
+      if (auto v = st->find(norm)) {
+        // bf16 NaN (0x7fc0) as the fourth element, at the tensor's place in the file
+        const auto at = static_cast<std::size_t>(v->bytes.data() - bytes.data()) + 6;
+        chars[at] = static_cast<char>(0xc0);
+        chars[at + 1] = static_cast<char>(0x7f);
+      }
+    }
+    std::ofstream(dir + "/" + f.path().filename().string(), std::ios::binary).write(chars.data(), static_cast<std::streamsize>(chars.size()));
+  }
+  const std::string out = tmp("nan-model.gguf");
+  std::filesystem::remove(out);
+  auto o = base_options("llama-q4_k_m");
+  o.rounding = sbgq::rounding_mode::plain;
+  o.calibration_text.clear();
+  auto r = sbgq::run_pipeline(dir, out, o);
+  REQUIRE_FALSE(r.has_value());
+  CHECK_MESSAGE(r.error().message().find("blk.0.attn_norm.weight") != std::string::npos, r.error().message());
+  CHECK(r.error().code == sbgq::error_code::not_finite);
+  CHECK_FALSE(std::filesystem::exists(out));
+  // The converter names the tensor too.
+  const std::string f32 = tmp("nan-model-f32.gguf");
+  sbgq::convert_options co;
+  co.outtype = ggml_type::f32;
+  auto c = sbgq::convert_checkpoint(dir, f32, co);
+  REQUIRE_FALSE(c.has_value());
+  CHECK_MESSAGE(c.error().message().find("tensor 'blk.0.attn_norm.weight'") != std::string::npos, c.error().message());
+  CHECK_FALSE(std::filesystem::exists(f32));
+  // quantize: an F32 GGUF with a NaN in a norm (kept at F32) is refused, naming it.
+  {
+    std::ifstream in(f32_gguf(), std::ios::binary);
+    std::vector<char> chars((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    std::vector<std::byte> bytes(chars.size());
+    std::memcpy(bytes.data(), chars.data(), chars.size());
+    auto g = sbgq::gguf_file::parse(bytes);
+    REQUIRE(g.has_value());
+    auto t = g->tensor_data("blk.0.attn_norm.weight");
+    REQUIRE(t.has_value());
+    const float nan_value = std::numeric_limits<float>::quiet_NaN();
+    std::memcpy(chars.data() + (t->data() - bytes.data()) + 12, &nan_value, 4);
+    std::ofstream(f32, std::ios::binary).write(chars.data(), static_cast<std::streamsize>(chars.size()));
+  }
+  sbgq::quantize_options q;
+  auto qr = sbgq::quantize_file(f32, out, q);
+  REQUIRE_FALSE(qr.has_value());
+  CHECK_MESSAGE(qr.error().message().find("tensor 'blk.0.attn_norm.weight' (kept as f32): value 3 is not finite") !=
+                    std::string::npos,
+                qr.error().message());
   CHECK_FALSE(std::filesystem::exists(out));
 }
 

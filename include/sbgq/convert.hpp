@@ -350,7 +350,8 @@ inline result<convert_report> convert_checkpoint(const std::string& model_dir, c
         rows_f32.resize(nr * cols);
         SBGQ_TRY_VOID(to_f32(src, r0, r0 + nr, rows_f32));
         encoded.resize(nr * out_row);
-        SBGQ_TRY_VOID(quantize_rows(t, rows_f32.data(), nr, cols, nullptr, encoded, opt.n_threads));
+        SBGQ_TRY_VOID(in_context(quantize_rows(t, rows_f32.data(), nr, cols, nullptr, encoded, opt.n_threads),
+                                 "tensor '" + e.gguf_name + "' ('" + e.hf_name + "'), rows from " + std::to_string(r0)));
         SBGQ_TRY_VOID(w.write_tensor_chunk(i, std::span<const std::byte>(encoded)));
         const std::size_t in_row = src.bytes.size() / rows;
         release_mapped_pages(src.bytes.subspan(r0 * in_row, nr * in_row));
@@ -358,7 +359,8 @@ inline result<convert_report> convert_checkpoint(const std::string& model_dir, c
     } else {
       SBGQ_TRY(std::vector<float> values, load_gguf_values(ckpt, e, cfg, !opt.skip_v_head_reorder));
       encoded.resize(rows * out_row);
-      SBGQ_TRY_VOID(quantize_rows(t, values.data(), rows, cols, nullptr, encoded, opt.n_threads));
+      SBGQ_TRY_VOID(in_context(quantize_rows(t, values.data(), rows, cols, nullptr, encoded, opt.n_threads),
+                               "tensor '" + e.gguf_name + "' ('" + e.hf_name + "')"));
       SBGQ_TRY_VOID(w.write_tensor_data(i, std::span<const std::byte>(encoded)));
     }
     release_mapped_pages(src.bytes);

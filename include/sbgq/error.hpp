@@ -184,6 +184,16 @@ class [[nodiscard]] result<void> {
   bool ok_ = true;
 };
 
+/// `r` with `where` put before its error's context ("tensor 'blk.0.attn_norm.weight': row 3
+/// column 17 of the input is nan"), for callers that know the place a lower layer does not.
+template <class T>
+result<T> in_context(result<T> r, std::string_view where) {
+  if (r.has_value()) return r;
+  sbgq::error e = std::move(r).error();
+  e.context = std::string(where) + (e.context.empty() ? "" : ": ") + e.context;
+  return e;
+}
+
 /// Propagate an error: `SBGQ_TRY(auto x, parse(...));` or `SBGQ_TRY_VOID(check(...));`.
 #define SBGQ_CONCAT_IMPL(a, b) a##b
 #define SBGQ_CONCAT(a, b) SBGQ_CONCAT_IMPL(a, b)

@@ -163,7 +163,8 @@ class perplexity_accumulator {
 
   /// Adds one chunk: `chunk` holds its ctx tokens; logits holds scored_per_chunk() rows
   /// of n_vocab values, the logits at positions first ... ctx-2. Errors: size_mismatch,
-  /// bad_value (a token outside [0, n_vocab)).
+  /// bad_value (a token outside [0, n_vocab)), not_finite (a NaN or infinite logit: a
+  /// broken model gives an error, never "PPL = nan").
   result<void> add_chunk(std::span<const float> logits, std::int64_t n_vocab, std::span<const std::int32_t> chunk) {
     const std::int64_t rows = scored_per_chunk();
     if (static_cast<std::int64_t>(chunk.size()) != ctx_ || n_vocab <= 0 ||
@@ -180,6 +181,10 @@ class perplexity_accumulator {
       const float* z = logits.data() + i * n_vocab;
       const auto [mx, log_sum] = detail::eval::log_softmax_terms(z, n_vocab);
       const double v = -(static_cast<double>(z[next] - mx) - log_sum);
+      if (!std::isfinite(v))
+        return detail::eval::eval_error(error_code::not_finite,
+                                        "chunk " + std::to_string(n_chunks_) + ", position " + std::to_string(first_ + i) +
+                                            ": the logits are not finite (NaN or infinity in the model's weights?)");
       nll_sum_ += v;
       nll2_sum_ += v * v;
       nll_.push_back(static_cast<float>(v));
@@ -412,6 +417,9 @@ class kld_accumulator {
       if (z[j] > z[top]) top = j;
     }
     const double nll = -(static_cast<double>(z[next] - mx) - log_sum);
+    if (!std::isfinite(nll) || !std::isfinite(kld))
+      return detail::eval::eval_error(error_code::not_finite,
+                                      "kld: the logits are not finite (NaN or infinity in the model's weights?)");
     const double nll_base = -static_cast<double>(base.target_log_p);
     const double dp = std::exp(-nll) - std::exp(-nll_base);
     s_nll_ += nll;

@@ -20,6 +20,8 @@
 #include <map>
 #include <span>
 #include <string>
+#include <tuple>
+#include <type_traits>
 #include <vector>
 
 #include "base.hpp"
@@ -332,16 +334,60 @@ inline result<imatrix> read_imatrix(const std::string& path) {
   return r;
 }
 
+/// Largest importance weight (S/count, a mean squared activation) accepted. Real models'
+/// largest means are around 1e8 (activations of 1e4); a weight of 1e30 or more would make
+/// the quantizers' weighted sums (w * x^2 over a block) overflow f32 and wreck the tensor.
+inline constexpr float max_importance_weight = 1e30f;
+
+/// Checks the quantizer's weights of one entry (`w` = imatrix::weights(name)): every value
+/// finite and non-negative, none above max_importance_weight, and at least one column with
+/// a normal positive weight. An entry of zeros or subnormals would make every block's
+/// weighted fit degenerate (all-zero scales: the tensor is erased, PPL in the thousands).
+/// Errors: not_finite (index named), bad_value (the entry named with what was found).
+inline result<void> check_importance_weights(const std::string& name, std::span<const float> w) {
+  bool any_normal = false;
+  for (std::size_t i = 0; i < w.size(); ++i) {
+    const float v = w[i];
+    if (!std::isfinite(v))
+      return error(error_code::not_finite, "imatrix", "imatrix entry '" + name + "' has a non-finite weight at index " + std::to_string(i));
+    if (v < 0.0f)
+      return error(error_code::bad_value, "imatrix", "imatrix entry '" + name + "' has a negative weight at index " + std::to_string(i));
+    if (v > max_importance_weight)
+      return error(error_code::bad_value, "imatrix",
+                   "imatrix entry '" + name + "' has a weight of " + std::to_string(v) + " at index " + std::to_string(i) +
+                       " (at most 1e30 expected: mean squared activations)");
+    if (std::isnormal(v)) any_normal = true;
+  }
+  if (!w.empty() && !any_normal)
+    return error(error_code::bad_value, "imatrix",
+                 "imatrix entry '" + name + "': all " + std::to_string(w.size()) +
+                     " weights are zero or subnormal (statistics of a model that saw no input?)");
+  return {};
+}
+
 /// Checks an imatrix against the tensors it will weight: every entry must name a tensor
-/// of `n_in_of` (a function name -> ne[0], or -1 if no such tensor) with matching size.
+/// of `n_in_of` and hold exactly its ne[0] x n_mat values in n_mat matrices. `n_in_of`
+/// maps a name to ne[0] (an integer; n_mat = 1) or to a std::pair{ne[0], ne[2]}, with
+/// ne[0] = -1 for no such tensor. token_embd's size is not checked (llama-quantize then
+/// quantizes it without weights). Errors: not_found, size_mismatch (both name the entry).
 template <class F>
 result<void> check_imatrix_against(const imatrix& im, F&& n_in_of) {
   for (const auto& [name, e] : im.entries) {
-    const std::int64_t n_in = n_in_of(name);
+    std::int64_t n_in = 0, n_mat = 1;
+    if constexpr (std::is_integral_v<std::decay_t<decltype(n_in_of(name))>>) {
+      n_in = n_in_of(name);
+    } else {
+      std::tie(n_in, n_mat) = n_in_of(name);
+    }
     if (n_in < 0) return error(error_code::not_found, "imatrix", "entry '" + name + "' matches no tensor of the model");
-    if (name != "token_embd.weight" && static_cast<std::int64_t>(e.sum2.size()) != n_in * static_cast<std::int64_t>(e.counts.size()))
+    if (name == "token_embd.weight") continue;
+    const auto n_values = static_cast<std::int64_t>(e.sum2.size());
+    const auto n_counts = static_cast<std::int64_t>(e.counts.size());
+    if (n_values != n_in * n_mat || n_counts != n_mat || e.n_in != n_in)
       return error(error_code::size_mismatch, "imatrix",
-                   "entry '" + name + "' has " + std::to_string(e.sum2.size()) + " values, the tensor has " + std::to_string(n_in) + " columns");
+                   "entry '" + name + "' has " + std::to_string(n_values) + " values, the tensor has " + std::to_string(n_in) +
+                       " columns (entry: " + std::to_string(n_counts) + " matrices of " + std::to_string(e.n_in) +
+                       ", tensor: " + std::to_string(n_mat) + ")");
   }
   return {};
 }

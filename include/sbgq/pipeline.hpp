@@ -410,13 +410,18 @@ class tensor_writer {
     pt.n_elements = static_cast<std::uint64_t>(rows) * cols;
     pt.used_imatrix = !im.empty();
     if (t == ggml_type::f32) {
+      // Kept as it is (norms, ssm_a, ...): a NaN here would silently poison every output.
+      for (std::size_t r = 0; r < rows; ++r)
+        SBGQ_TRY_VOID(in_context(detail::codec::check_finite("f32", std::span<const float>(values + r * cols, cols), r, "the weights"),
+                                 "tensor '" + name + "'"));
       SBGQ_TRY_VOID(w_.write_tensor_data(index, std::as_bytes(std::span<const float>(values, rows * cols))));
       pt.bytes = pt.n_elements * 4;
     } else {
       const codec_traits* ct = find_codec(t);
       if (!ct || !ct->quantize_row) return fail(error_code::unsupported, "tensor '" + name + "': no codec for " + std::string(type_name(t)));
       buf_.resize(rows * ct->row_bytes(cols));
-      SBGQ_TRY_VOID(quantize_rows(t, values, rows, cols, im.empty() ? nullptr : im.data(), buf_, opt_.n_threads));
+      SBGQ_TRY_VOID(in_context(quantize_rows(t, values, rows, cols, im.empty() ? nullptr : im.data(), buf_, opt_.n_threads),
+                               "tensor '" + name + "'"));
       if (is_quantized(t)) {
         const auto [err, nrm] = weighted_error(t, values, rows, cols, buf_, im);
         pt.rel_error = pt.rel_error_plain = nrm > 0 ? err / nrm : 0.0;
@@ -461,7 +466,8 @@ class tensor_writer {
       const std::size_t r1 = std::min(rows, r0 + block);
       SBGQ_TRY_VOID(global_rows(m, e, r0, r1, output_norm, vals));
       buf_.resize((r1 - r0) * ct->row_bytes(cols));
-      SBGQ_TRY_VOID(quantize_rows(t, vals.data(), r1 - r0, cols, nullptr, buf_, opt_.n_threads));
+      SBGQ_TRY_VOID(in_context(quantize_rows(t, vals.data(), r1 - r0, cols, nullptr, buf_, opt_.n_threads),
+                               "tensor '" + e.gguf_name + "', rows from " + std::to_string(r0)));
       if (is_quantized(t)) {
         const auto [e2, n2] = weighted_error(t, vals.data(), r1 - r0, cols, buf_, {});
         err += e2;
@@ -493,6 +499,20 @@ inline void scale_xtx(std::map<std::string, Eigen::MatrixXd>& xtx, const gauge_r
     const Eigen::VectorXd fd = f.cast<double>();
     h = fd.asDiagonal() * h * fd.asDiagonal();
   }
+}
+
+/// Checks a given importance matrix against the model before any work (an entry of the
+/// wrong size would be read past its end by the quantizer): every entry names a tensor of
+/// the plan with ne[0] x ne[2] values, and its weights are usable (check_importance_weights).
+inline result<void> check_given_importance(const imatrix& im, const std::vector<tensor_plan>& plan) {
+  auto shape_of = [&](const std::string& n) -> std::pair<std::int64_t, std::int64_t> {
+    for (const auto& e : plan)
+      if (e.gguf_name == n) return {e.ne[0], e.ne.size() > 2 ? e.ne[2] : 1};
+    return {-1, 1};
+  };
+  SBGQ_TRY_VOID(check_imatrix_against(im, shape_of));
+  for (const auto& [name, e] : im.entries) SBGQ_TRY_VOID(check_importance_weights(name, im.weights(name)));
+  return {};
 }
 
 /// The type of every plan entry under a llama-preset or rules recipe.
@@ -638,13 +658,18 @@ inline result<pipeline_report> run_pipeline(const std::string& model_dir, const 
   rep.recipe = rc.name;
   const bool have_text = !opt.calibration_text.empty();
   if (!have_text && (opt.gauge || opt.rounding == rounding_mode::gptq || rc.kind == recipe_kind::automatic))
-    return dp::fail(error_code::invalid_argument, "gauge, gptq rounding and the auto recipe need calibration text");
+    return dp::fail(error_code::invalid_argument,
+                    std::string(opt.gauge ? "the gauge" : opt.rounding == rounding_mode::gptq ? "gptq rounding" : "the auto recipe") +
+                        " needs calibration text (X^T X and per-layer statistics come from our forward pass; an "
+                        "importance matrix holds only their diagonal): give calibration text, or plain rounding with "
+                        "a llama-preset or rules recipe");
   if (opt.importance && opt.rotate != rotation_mode::none)
     return dp::fail(error_code::invalid_argument,
                     "a given importance matrix does not describe the rotated model: pass calibration text instead");
   SBGQ_TRY(std::unique_ptr<dp::model_context> mp, dp::open_context(model_dir, opt, rep.notes));
   dp::model_context& m = *mp;
   const int n_layers = static_cast<int>(m.cfg.num_hidden_layers);
+  if (opt.importance) SBGQ_TRY_VOID(dp::check_given_importance(*opt.importance, m.plan));
 
   std::vector<std::int32_t> tokens;
   if (have_text) {

@@ -204,15 +204,13 @@ inline result<quantize_report> quantize_gguf(const gguf_file& in, const std::str
   const bool has_imatrix = im && !im->entries.empty();
   SBGQ_TRY(rep.plan, choose_tensor_types(facts, in.tensors(), opt.policy, has_imatrix));
 
-  // -- imatrix weights: S/count per entry, all finite (llama_model_quantize checks every entry)
+  // -- imatrix weights: S/count per entry, all finite (llama_model_quantize checks every entry),
+  //    none degenerate (all zero or subnormal) or huge: such statistics would erase tensors
   std::map<std::string, std::vector<float>> weights;
   if (has_imatrix) {
     for (const auto& [name, e] : im->entries) {
       std::vector<float> w = im->weights(name);
-      for (std::size_t i = 0; i < w.size(); ++i)
-        if (!std::isfinite(w[i]))
-          return dq::fail(error_code::not_finite, "imatrix entry '" + name + "' has a non-finite weight at index " +
-                                                      std::to_string(i));
+      SBGQ_TRY_VOID(check_importance_weights(name, w));
       weights.emplace(name, std::move(w));
     }
   }
@@ -336,6 +334,11 @@ inline result<quantize_report> quantize_gguf(const gguf_file& in, const std::str
       dst = out;
       ++rep.n_converted;
       if (used_imatrix) ++rep.n_with_imatrix;
+    } else if (const std::size_t bad = dq::first_invalid_block(info.type, src); bad != static_cast<std::size_t>(-1)) {
+      // Kept as it is (norms, ssm_a, ...): a NaN here would silently poison every output.
+      return dq::fail(error_code::not_finite, "tensor '" + c.name + "' (kept as " + std::string(type_name(info.type)) +
+                                                  "): " + (is_quantized(info.type) ? "block " : "value ") +
+                                                  std::to_string(bad) + " is not finite in the input");
     }
     SBGQ_TRY_VOID(w.write_tensor_data(k, dst));
     // Only for a file mapping: on caller-owned memory (gguf_file::parse) MADV_DONTNEED

@@ -90,6 +90,7 @@
 #include "imatrix.hpp"
 #include "model_config.hpp"
 #include "parallel.hpp"
+#include "quant_policy.hpp"
 
 SBGQ_BEGIN_NAMESPACE
 
@@ -532,9 +533,20 @@ inline result<gauge_result> solve_gauge(const qwen35_config& c, int layer, layer
         g.notes.push_back("blk." + std::to_string(layer) + "." + key + ": skipped, " + e.error().context);
         return false;
       }
-      out.push_back(dg::scored_matrix{name, m, (*e)->sum2, (*e)->counts[0], type_of(name)});
+      // Score in the type llama.cpp will really write: its shape fallback applies to rows
+      // the requested block does not divide (a DeltaNet value width of 6 x 64 = 384 under
+      // Q4_K is written as Q5_0). A type sbgq has no codec for is not scored.
+      const ggml_type asked = type_of(name);
+      const auto t = shape_fallback_type(m->cols(), asked);
+      if (!t || !is_quantized(*t) || !find_codec(*t)) {
+        g.notes.push_back("blk." + std::to_string(layer) + "." + key + ": " + name + " not scored (" +
+                          std::to_string(m->cols()) + " columns: " + std::string(type_name(asked)) + " falls back to " +
+                          (t ? std::string(type_name(*t)) : std::string("nothing")) + ", which sbgq cannot score)");
+        continue;
+      }
+      out.push_back(dg::scored_matrix{name, m, (*e)->sum2, (*e)->counts[0], *t});
     }
-    return true;
+    return !out.empty();
   };
 
   // 1. Norm readers (first: the later transforms score matrices these do not touch).

@@ -375,6 +375,25 @@ struct type_plan {
   int n_fallback = 0;
 };
 
+/// The type llama.cpp writes for a row of `ncols` values when `t`'s block does not divide
+/// it (spec 5): `t` itself when it does, nullopt where llama.cpp defines no fallback.
+inline std::optional<ggml_type> shape_fallback_type(std::int64_t ncols, ggml_type t) noexcept {
+  using T = ggml_type;
+  if (ncols % block_size(t) == 0) return t;
+  T to = t;
+  switch (t) {
+    case T::iq1_s: case T::iq1_m: case T::iq2_xxs: case T::iq2_xs: case T::iq2_s: case T::iq3_xxs:
+    case T::iq3_s: case T::iq4_xs: to = T::iq4_nl; break;
+    case T::q2_0: case T::q2_k: case T::q3_k: case T::tq1_0: case T::tq2_0: to = T::q4_0; break;
+    case T::q4_k: to = T::q5_0; break;
+    case T::q5_k: to = T::q5_1; break;
+    case T::q6_k: to = T::q8_0; break;
+    default: return std::nullopt;
+  }
+  if (ncols % block_size(to) != 0) to = T::f16;
+  return to;
+}
+
 namespace detail::qp {
 
 /// Why a tensor is never quantized, or empty if it may be (spec 2).
@@ -524,25 +543,13 @@ inline result<void> apply_mixture(mix_state& s, const model_facts& m, llama_ftyp
 
 /// The shape fallback (spec 5). Errors: unsupported (no fallback defined for the type).
 inline result<ggml_type> shape_fallback(const gguf_tensor_info& info, ggml_type t) {
-  using T = ggml_type;
-  const std::int64_t ncols = info.ne[0];
-  if (ncols % block_size(t) == 0) return t;
-  T to = t;
-  switch (t) {
-    case T::iq1_s: case T::iq1_m: case T::iq2_xxs: case T::iq2_xs: case T::iq2_s: case T::iq3_xxs:
-    case T::iq3_s: case T::iq4_xs: to = T::iq4_nl; break;
-    case T::q2_0: case T::q2_k: case T::q3_k: case T::tq1_0: case T::tq2_0: to = T::q4_0; break;
-    case T::q4_k: to = T::q5_0; break;
-    case T::q5_k: to = T::q5_1; break;
-    case T::q6_k: to = T::q8_0; break;
-    default:
-      return fail(error_code::unsupported, "tensor '" + info.name + "': ne[0] = " + std::to_string(ncols) +
-                                               " is not a multiple of the " + std::string(type_name(t)) +
-                                               " block size " + std::to_string(block_size(t)) +
-                                               " and llama.cpp defines no fallback for " + std::string(type_name(t)));
-  }
-  if (ncols % block_size(to) != 0) to = T::f16;
-  return to;
+  const auto to = shape_fallback_type(info.ne[0], t);
+  if (!to)
+    return fail(error_code::unsupported, "tensor '" + info.name + "': ne[0] = " + std::to_string(info.ne[0]) +
+                                             " is not a multiple of the " + std::string(type_name(t)) + " block size " +
+                                             std::to_string(block_size(t)) + " and llama.cpp defines no fallback for " +
+                                             std::string(type_name(t)));
+  return *to;
 }
 
 }  // namespace detail::qp

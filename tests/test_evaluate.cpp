@@ -15,6 +15,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -285,6 +286,20 @@ TEST_CASE("base logits file: corrupt and incomplete files are rejected") {
   badctx[16] = 1;  // first != ctx / 2
   CHECK(base_logits_file::open(write("ctx.logits", badctx)).error().code == error_code::bad_value);
   CHECK(base_logits_file::open(write("short.logits", bytes.substr(0, 20))).error().code == error_code::truncated);
+
+  // Non-finite logits (a NaN weight) are an error, never "PPL = nan".
+  {
+    perplexity_accumulator acc(4);  // scores 1 row per chunk of 4 tokens
+    std::vector<float> z(16, 0.5f);
+    z[7] = std::numeric_limits<float>::quiet_NaN();
+    const std::vector<std::int32_t> chunk = {1, 2, 3, 4};
+    auto r = acc.add_chunk(z, 16, chunk);
+    REQUIRE_FALSE(r.has_value());
+    CHECK(r.error().message() == "[sbgq.evaluate.not_finite] chunk 0, position 2: the logits are not finite "
+                                 "(NaN or infinity in the model's weights?)");
+    sbgq::kld_accumulator k;
+    CHECK(k.add(z, row, 3).error().code == error_code::not_finite);
+  }
 
   // evaluate() refuses too few tokens and a base saved for other tokens.
   sbgq::test::tensor_map_provider p(sbgq::test::tiny());

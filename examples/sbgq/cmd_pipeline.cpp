@@ -17,6 +17,7 @@ namespace sbgq::cli {
 int cmd_pipeline(args& a) {
   std::string model, out, text, imatrix_path, report_path;
   pipeline_options o;
+  bool rounding_given = false;
   while (!a.empty()) {
     const std::string f = a.next();
     if (f == "-o" || f == "--output") out = a.value(f);
@@ -38,6 +39,7 @@ int cmd_pipeline(args& a) {
       else throw usage_error{"--gauge: expected none or exact, found '" + v + "'"};
     } else if (f == "--rounding") {
       const std::string v = a.value(f);
+      rounding_given = true;
       if (v == "plain") o.rounding = rounding_mode::plain;
       else if (v == "gptq") o.rounding = rounding_mode::gptq;
       else throw usage_error{"--rounding: expected plain or gptq, found '" + v + "'"};
@@ -63,6 +65,12 @@ int cmd_pipeline(args& a) {
   } else if (!imatrix_path.empty()) {
     im = unwrap(read_imatrix(imatrix_path));
     o.importance = &im;
+    // gptq (the default) needs X^T X, which only calibration text gives: an importance
+    // matrix alone means plain rounding, said once rather than refused.
+    if (!rounding_given && o.rounding == rounding_mode::gptq) {
+      o.rounding = rounding_mode::plain;
+      std::fprintf(stderr, "note: --imatrix without -f: plain rounding (gptq needs calibration text, -f TEXT)\n");
+    }
   }
   progress pg(2.0);
   o.progress = [&](const pipeline_event& e) { pg.line(format_pipeline_event(e), e.stage == "done"); };

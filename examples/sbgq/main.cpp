@@ -1,12 +1,14 @@
 // sbgq: the command-line home of every stage (inspect, convert, quantize, perplexity,
 // imatrix, synth, transform, pipeline, demo). Each subcommand lives in cmd_<name>.cpp.
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <exception>
 #include <string_view>
 
 #include "cli.hpp"
 #include "commands.hpp"
+#include <sbgq/simd/dispatch.hpp>
 
 namespace {
 void print_help() {
@@ -24,6 +26,14 @@ int main(int argc, char** argv) {
   if (!std::strcmp(argv[1], "--version")) {
     std::printf("sbgq %s\n", SBGQ_VERSION_STRING);
     return 0;
+  }
+  // The library ignores a value it does not know; a user who typed one wants to hear it.
+  if (const char* e = std::getenv("SBGQ_SIMD")) {
+    sbgq::simd_level l{};
+    if (!sbgq::parse_simd_level(e, l)) {
+      std::fprintf(stderr, "sbgq: SBGQ_SIMD='%s': expected scalar, avx2 or avx512\n", e);
+      return 2;
+    }
   }
   for (const auto& c : sbgq::cli::commands()) {
     if (std::string_view(argv[1]) != c.name) continue;

@@ -118,7 +118,9 @@ inline result<std::unique_ptr<model_source>> open_model(const std::string& path,
     SBGQ_TRY(safetensors_checkpoint ck, safetensors_checkpoint::open(path));
     m->checkpoint.emplace(std::move(ck));
     SBGQ_TRY(m->tok, tokenizer::load(path + "/tokenizer.json", static_cast<std::size_t>(m->config.vocab_size)));
-    m->provider = std::make_unique<safetensors_weight_provider>(*m->checkpoint, m->config);
+    auto prov = std::make_unique<safetensors_weight_provider>(*m->checkpoint, m->config);
+    SBGQ_TRY_VOID(prov->check_tensors());
+    m->provider = std::move(prov);
   }
   return m;
 }

@@ -360,4 +360,80 @@ TEST_CASE("unused checkpoint tensors: the vision tower is left out, any other na
   }
 }
 
+namespace {
+/// `src` rewritten with the library's GGUF writer: metadata edited by `edit`, the tensors
+/// named in `drop` left out, and `extra` (f32 [4] tensors, zeros) appended.
+std::string rewrite_gguf(const std::string& src, const std::string& name,
+                         const std::function<void(sbgq::gguf_writer&)>& edit, const std::vector<std::string>& drop = {},
+                         const std::vector<std::string>& extra = {}) {
+  const std::string out = tmp(name);
+  auto f = sbgq::gguf_file::open(src).value();
+  auto w = sbgq::gguf_writer::create(out).value();
+  REQUIRE(w.add_all(f.metadata()).has_value());
+  edit(w);
+  std::vector<std::string> kept;
+  for (const auto& t : f.tensors()) {
+    if (std::find(drop.begin(), drop.end(), t.name) != drop.end()) continue;
+    REQUIRE(w.add_tensor(t.name, t.type, t.shape()).has_value());
+    kept.push_back(t.name);
+  }
+  for (const auto& n : extra) REQUIRE(w.add_tensor(n, sbgq::ggml_type::f32, {4}).has_value());
+  for (const auto& n : kept) REQUIRE(w.write_tensor_data(n, f.tensor_data(n).value()).has_value());
+  const std::vector<float> zeros(4, 0.0f);
+  for (const auto& n : extra) REQUIRE(w.write_tensor_data(n, std::as_bytes(std::span(zeros))).has_value());
+  REQUIRE(w.finish().has_value());
+  return out;
+}
+void set_u32(sbgq::gguf_writer& w, const char* key, std::uint32_t v) {
+  REQUIRE(w.set(key, sbgq::gguf_value(v)).has_value());
+}
+}  // namespace
+
+TEST_CASE("GGUF hyper-parameters are range-checked against caps and against the tensors present") {
+  const std::string& good = converted(sbgq::ggml_type::f32);  // block_count 9 = 8 layers + 1 MTP
+  {
+    auto m = sbgq::open_model(good);
+    REQUIRE_MESSAGE(m.has_value(), (m ? "" : m.error().message()));
+    CHECK((*m)->config.num_hidden_layers == 8);
+    CHECK((*m)->config.mtp_num_hidden_layers == 1);
+  }
+  const auto fails = [](const std::string& path, sbgq::error_code code, const std::string& expect) {
+    auto m = sbgq::open_model(path);
+    REQUIRE_FALSE(m.has_value());
+    const std::string msg = m.error().message();
+    CAPTURE(msg);
+    CHECK(m.error().code == code);
+    CHECK(msg.find(expect) != std::string::npos);
+  };
+  // Fewer blocks than the file holds: before the fix, 4 decoder layers ran silently.
+  fails(rewrite_gguf(good, "blocks5.gguf", [](auto& w) { set_u32(w, "qwen35.block_count", 5); }),
+        sbgq::error_code::bad_value,
+        "[sbgq.config.bad_value] GGUF tensor 'blk.5.attn_norm.weight' belongs to block 5, but qwen35.block_count = 5 "
+        "(blocks 0..4): the metadata does not describe the file's tensors");
+  // 2^32 - 1 blocks: refused by the cap before anything is sized from it.
+  fails(rewrite_gguf(good, "blocks-max.gguf", [](auto& w) { set_u32(w, "qwen35.block_count", 0xFFFFFFFFu); }),
+        sbgq::error_code::bad_value, "[sbgq.config.bad_value] GGUF qwen35.block_count = 4294967295: expected 1..4160");
+  fails(rewrite_gguf(good, "blocks0.gguf", [](auto& w) { set_u32(w, "qwen35.block_count", 0); }),
+        sbgq::error_code::bad_value, "qwen35.block_count = 0: expected 1..4160");
+  // More blocks than the file holds: block 8 (the MTP block) is then read as a linear-attention layer.
+  fails(rewrite_gguf(good, "blocks10.gguf", [](auto& w) { set_u32(w, "qwen35.block_count", 10); }),
+        sbgq::error_code::unsupported, "GGUF tensor 'blk.8.attn_q.weight' is used by no slot");
+  fails(rewrite_gguf(good, "nextn9.gguf", [](auto& w) { set_u32(w, "qwen35.nextn_predict_layers", 9); }),
+        sbgq::error_code::bad_value, "qwen35.nextn_predict_layers = 9 leaves no decoder layer of qwen35.block_count = 9");
+  fails(rewrite_gguf(good, "width0.gguf", [](auto& w) { set_u32(w, "qwen35.embedding_length", 0); }),
+        sbgq::error_code::bad_value, "qwen35.embedding_length = 0: expected 1..16777216");
+  fails(rewrite_gguf(good, "heads-big.gguf", [](auto& w) { set_u32(w, "qwen35.attention.head_count", 1u << 31); }),
+        sbgq::error_code::bad_value, "qwen35.attention.head_count = 2147483648: expected 1..4096");
+  fails(rewrite_gguf(good, "kv3.gguf", [](auto& w) { set_u32(w, "qwen35.attention.head_count_kv", 3); }),
+        sbgq::error_code::bad_value, "qwen35.attention.head_count_kv = 3 does not divide qwen35.attention.head_count = 4");
+  fails(rewrite_gguf(good, "ff.gguf", [](auto& w) { set_u32(w, "qwen35.feed_forward_length", 512); }),
+        sbgq::error_code::bad_shape, "GGUF tensor 'blk.0.ffn_gate.weight' has ne [256, 768], the metadata implies [256, 512]");
+  // A tensor no slot uses, and a missing one below block_count.
+  fails(rewrite_gguf(good, "extra.gguf", [](auto&) {}, {}, {"blk.2.ffn_extra.weight"}), sbgq::error_code::unsupported,
+        "[sbgq.config.unsupported] GGUF tensor 'blk.2.ffn_extra.weight' is used by no slot of the qwen35 model its "
+        "metadata describes (block_count = 9, nextn_predict_layers = 1, full_attention_interval = 4)");
+  fails(rewrite_gguf(good, "missing.gguf", [](auto&) {}, {"blk.3.ffn_up.weight"}), sbgq::error_code::not_found,
+        "[sbgq.config.not_found] GGUF tensor 'blk.3.ffn_up.weight' is missing: block 3 < qwen35.block_count = 9 needs it");
+}
+
 }  // TEST_SUITE

@@ -9,8 +9,11 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <sbgq/convert.hpp>
+#include <sbgq/model_source.hpp>
 #include <sbgq/weights.hpp>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -239,6 +242,198 @@ TEST_CASE("a checkpoint that does not match its config fails clearly and writes 
   auto bad_type = sbgq::convert_checkpoint(model_dir, out, q4);
   REQUIRE_FALSE(bad_type.has_value());
   CHECK(bad_type.error().code == sbgq::error_code::unsupported);
+}
+
+namespace {
+/// A copy of the tiny model in `name`: shards, tokenizer and index symlinked, config.json
+/// edited by `edit_cfg`, plus an optional extra shard "extra.safetensors" holding one
+/// 4-element f32 tensor per name in `extra` (added to the index).
+fs::path model_variant(const std::string& name, const std::function<void(std::string&)>& edit_cfg,
+                       const std::vector<std::string>& extra = {}) {
+  const fs::path dir = fs::path(tmp(name));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  for (const char* f : {"model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors", "tokenizer.json",
+                        "tokenizer_config.json"})
+    fs::create_symlink(fs::path(model_dir) / f, dir / f);
+  std::ifstream in(model_dir + "/config.json");
+  std::string cfg((std::istreambuf_iterator<char>(in)), {});
+  edit_cfg(cfg);
+  std::ofstream(dir / "config.json") << cfg;
+  std::ifstream iin(model_dir + "/model.safetensors.index.json");
+  std::string index((std::istreambuf_iterator<char>(iin)), {});
+  if (!extra.empty()) {
+    sbgq::safetensors_writer w;
+    static const std::vector<float> data = {1, 2, 3, 4};
+    std::string entries;
+    for (const auto& n : extra) {
+      REQUIRE(w.add(n, sbgq::dtype::f32, {4}, std::as_bytes(std::span(data))).has_value());
+      entries += "\"" + n + "\": \"extra.safetensors\", ";
+    }
+    REQUIRE(w.write_file((dir / "extra.safetensors").string()).has_value());
+    const auto at = index.find("\"weight_map\": {");
+    REQUIRE(at != std::string::npos);
+    index.insert(at + 15, entries);
+  }
+  std::ofstream(dir / "model.safetensors.index.json") << index;
+  return dir;
+}
+
+void keep_layers(std::string& cfg, int n) {
+  cfg.replace(cfg.find("\"num_hidden_layers\": 8"), 22, "\"num_hidden_layers\": " + std::to_string(n));
+  const auto b = cfg.find("\"layer_types\": [");
+  const auto e = cfg.find(']', b);
+  std::string lt = "\"layer_types\": [";
+  for (int l = 0; l < n; ++l) lt += std::string(l ? ", " : "") + ((l + 1) % 4 ? "\"linear_attention\"" : "\"full_attention\"");
+  cfg.replace(b, e + 1 - b, lt + "]");
+}
+}  // namespace
+
+TEST_CASE("config.json with fewer layers than the checkpoint: an error naming a tensor and num_hidden_layers") {
+  const auto dir = model_variant("four-layers", [](std::string& c) { keep_layers(c, 4); });
+  REQUIRE(sbgq::load_qwen35_config(dir.string()).value().num_hidden_layers == 4);  // the config itself is valid
+  const std::string out = tmp("four-layers.gguf");
+  fs::remove(out);
+  auto check = [](const sbgq::error& e) {
+    const std::string msg = e.message();
+    CAPTURE(msg);
+    CHECK(e.code == sbgq::error_code::bad_value);
+    const std::string head = "[sbgq.convert.bad_value] tensor 'model.language_model.layers.";
+    REQUIRE(msg.substr(0, head.size()) == head);
+    const int layer = msg[head.size()] - '0';  // layers 4..7 are the ones config.json leaves out
+    CHECK(layer >= 4);
+    CHECK(layer <= 7);
+    CHECK(msg.find("' belongs to decoder layer " + std::to_string(layer) +
+                   ", but config.json has num_hidden_layers = 4 (layers 0..3): the config does not describe this "
+                   "checkpoint") != std::string::npos);
+  };
+  auto r = sbgq::convert_checkpoint(dir.string(), out);
+  REQUIRE_FALSE(r.has_value());
+  check(r.error());
+  CHECK_FALSE(fs::exists(out));
+  // The forward pass / evaluation entry point refuses it too.
+  auto m = sbgq::open_model(dir.string());
+  REQUIRE_FALSE(m.has_value());
+  check(m.error());
+
+  // An MTP layer the config does not declare.
+  const auto no_mtp = model_variant("no-mtp-layers", [](std::string& c) {
+    c.replace(c.find("\"mtp_num_hidden_layers\": 1"), 26, "\"mtp_num_hidden_layers\": 0");
+  });
+  auto r2 = sbgq::convert_checkpoint(no_mtp.string(), out);
+  REQUIRE_FALSE(r2.has_value());
+  CHECK(r2.error().code == sbgq::error_code::bad_value);
+  CHECK(r2.error().message().find("config.json has mtp_num_hidden_layers = 0") != std::string::npos);
+}
+
+TEST_CASE("unused checkpoint tensors: the vision tower is left out, any other name is an error") {
+  const auto same = [](std::string&) {};
+  {  // vision tower tensors (model.visual.*), as Qwen3.5 checkpoints have them: left out
+    const auto dir = model_variant("with-visual", same,
+                                   {"model.visual.blocks.0.attn.qkv.weight", "model.visual.patch_embed.proj.weight"});
+    auto ckpt = sbgq::safetensors_checkpoint::open(dir.string()).value();
+    auto cfg = sbgq::load_qwen35_config(dir.string()).value();
+    sbgq::tensor_plan_options po;
+    const auto plan = sbgq::qwen35_tensor_plan(cfg, po);
+    auto n = sbgq::check_unused_hf_tensors(ckpt, plan, cfg, po);
+    REQUIRE_MESSAGE(n.has_value(), n.error().message());
+    CHECK(*n == 2);
+    po.include_mtp = false;  // then the 15 MTP tensors are left out as well
+    const auto plan_nomtp = sbgq::qwen35_tensor_plan(cfg, po);
+    CHECK(sbgq::check_unused_hf_tensors(ckpt, plan_nomtp, cfg, po).value() == 2 + 15);
+    auto m = sbgq::open_model(dir.string());
+    CHECK_MESSAGE(m.has_value(), (m ? "" : m.error().message()));
+  }
+  for (const char* name : {"model.language_model.layers.3.mlp.extra_proj.weight", "model.language_model.extra.weight",
+                           "model.layers.0.mlp.up_proj.weight", "lm_head.bias"}) {
+    CAPTURE(name);
+    const auto dir = model_variant("with-unknown", same, {name});
+    const std::string out = tmp("unknown.gguf");
+    auto r = sbgq::convert_checkpoint(dir.string(), out);
+    REQUIRE_FALSE(r.has_value());
+    CHECK(r.error().code == sbgq::error_code::unsupported);
+    CHECK(r.error().message() ==
+          "[sbgq.convert.unsupported] tensor '" + std::string(name) +
+              "' is not part of the Qwen3.5 text model described by config.json (num_hidden_layers = 8, tensor prefix "
+              "'model.language_model.') nor of the vision tower or another part the converter leaves out");
+    CHECK_FALSE(fs::exists(out));
+  }
+}
+
+namespace {
+/// `src` rewritten with the library's GGUF writer: metadata edited by `edit`, the tensors
+/// named in `drop` left out, and `extra` (f32 [4] tensors, zeros) appended.
+std::string rewrite_gguf(const std::string& src, const std::string& name,
+                         const std::function<void(sbgq::gguf_writer&)>& edit, const std::vector<std::string>& drop = {},
+                         const std::vector<std::string>& extra = {}) {
+  const std::string out = tmp(name);
+  auto f = sbgq::gguf_file::open(src).value();
+  auto w = sbgq::gguf_writer::create(out).value();
+  REQUIRE(w.add_all(f.metadata()).has_value());
+  edit(w);
+  std::vector<std::string> kept;
+  for (const auto& t : f.tensors()) {
+    if (std::find(drop.begin(), drop.end(), t.name) != drop.end()) continue;
+    REQUIRE(w.add_tensor(t.name, t.type, t.shape()).has_value());
+    kept.push_back(t.name);
+  }
+  for (const auto& n : extra) REQUIRE(w.add_tensor(n, sbgq::ggml_type::f32, {4}).has_value());
+  for (const auto& n : kept) REQUIRE(w.write_tensor_data(n, f.tensor_data(n).value()).has_value());
+  const std::vector<float> zeros(4, 0.0f);
+  for (const auto& n : extra) REQUIRE(w.write_tensor_data(n, std::as_bytes(std::span(zeros))).has_value());
+  REQUIRE(w.finish().has_value());
+  return out;
+}
+void set_u32(sbgq::gguf_writer& w, const char* key, std::uint32_t v) {
+  REQUIRE(w.set(key, sbgq::gguf_value(v)).has_value());
+}
+}  // namespace
+
+TEST_CASE("GGUF hyper-parameters are range-checked against caps and against the tensors present") {
+  const std::string& good = converted(sbgq::ggml_type::f32);  // block_count 9 = 8 layers + 1 MTP
+  {
+    auto m = sbgq::open_model(good);
+    REQUIRE_MESSAGE(m.has_value(), (m ? "" : m.error().message()));
+    CHECK((*m)->config.num_hidden_layers == 8);
+    CHECK((*m)->config.mtp_num_hidden_layers == 1);
+  }
+  const auto fails = [](const std::string& path, sbgq::error_code code, const std::string& expect) {
+    auto m = sbgq::open_model(path);
+    REQUIRE_FALSE(m.has_value());
+    const std::string msg = m.error().message();
+    CAPTURE(msg);
+    CHECK(m.error().code == code);
+    CHECK(msg.find(expect) != std::string::npos);
+  };
+  // Fewer blocks than the file holds: before the fix, 4 decoder layers ran silently.
+  fails(rewrite_gguf(good, "blocks5.gguf", [](auto& w) { set_u32(w, "qwen35.block_count", 5); }),
+        sbgq::error_code::bad_value,
+        "[sbgq.config.bad_value] GGUF tensor 'blk.5.attn_norm.weight' belongs to block 5, but qwen35.block_count = 5 "
+        "(blocks 0..4): the metadata does not describe the file's tensors");
+  // 2^32 - 1 blocks: refused by the cap before anything is sized from it.
+  fails(rewrite_gguf(good, "blocks-max.gguf", [](auto& w) { set_u32(w, "qwen35.block_count", 0xFFFFFFFFu); }),
+        sbgq::error_code::bad_value, "[sbgq.config.bad_value] GGUF qwen35.block_count = 4294967295: expected 1..4160");
+  fails(rewrite_gguf(good, "blocks0.gguf", [](auto& w) { set_u32(w, "qwen35.block_count", 0); }),
+        sbgq::error_code::bad_value, "qwen35.block_count = 0: expected 1..4160");
+  // More blocks than the file holds: block 8 (the MTP block) is then read as a linear-attention layer.
+  fails(rewrite_gguf(good, "blocks10.gguf", [](auto& w) { set_u32(w, "qwen35.block_count", 10); }),
+        sbgq::error_code::unsupported, "GGUF tensor 'blk.8.attn_q.weight' is used by no slot");
+  fails(rewrite_gguf(good, "nextn9.gguf", [](auto& w) { set_u32(w, "qwen35.nextn_predict_layers", 9); }),
+        sbgq::error_code::bad_value, "qwen35.nextn_predict_layers = 9 leaves no decoder layer of qwen35.block_count = 9");
+  fails(rewrite_gguf(good, "width0.gguf", [](auto& w) { set_u32(w, "qwen35.embedding_length", 0); }),
+        sbgq::error_code::bad_value, "qwen35.embedding_length = 0: expected 1..16777216");
+  fails(rewrite_gguf(good, "heads-big.gguf", [](auto& w) { set_u32(w, "qwen35.attention.head_count", 1u << 31); }),
+        sbgq::error_code::bad_value, "qwen35.attention.head_count = 2147483648: expected 1..4096");
+  fails(rewrite_gguf(good, "kv3.gguf", [](auto& w) { set_u32(w, "qwen35.attention.head_count_kv", 3); }),
+        sbgq::error_code::bad_value, "qwen35.attention.head_count_kv = 3 does not divide qwen35.attention.head_count = 4");
+  fails(rewrite_gguf(good, "ff.gguf", [](auto& w) { set_u32(w, "qwen35.feed_forward_length", 512); }),
+        sbgq::error_code::bad_shape, "GGUF tensor 'blk.0.ffn_gate.weight' has ne [256, 768], the metadata implies [256, 512]");
+  // A tensor no slot uses, and a missing one below block_count.
+  fails(rewrite_gguf(good, "extra.gguf", [](auto&) {}, {}, {"blk.2.ffn_extra.weight"}), sbgq::error_code::unsupported,
+        "[sbgq.config.unsupported] GGUF tensor 'blk.2.ffn_extra.weight' is used by no slot of the qwen35 model its "
+        "metadata describes (block_count = 9, nextn_predict_layers = 1, full_attention_interval = 4)");
+  fails(rewrite_gguf(good, "missing.gguf", [](auto&) {}, {"blk.3.ffn_up.weight"}), sbgq::error_code::not_found,
+        "[sbgq.config.not_found] GGUF tensor 'blk.3.ffn_up.weight' is missing: block 3 < qwen35.block_count = 9 needs it");
 }
 
 }  // TEST_SUITE

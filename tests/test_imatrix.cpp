@@ -221,6 +221,33 @@ TEST_CASE("malformed imatrix files give clear errors") {
     CHECK(r.error().code == sbgq::error_code::not_found);
     CHECK(r.error().message().find("no counts tensor") != std::string::npos);
   }
+  // Shapes with a 4th dimension: {4, 1} sums and {1, 1, 1, 2} counts (2 counts for one
+  // matrix), or {4, 1, 1, 2} sums and {1, 1} counts. Before the fix the first was accepted
+  // and weights() wrote past its output (the fuzzer's pattern: counts.size() * n_in >
+  // sum2.size()); both are bad_shape now.
+  for (const bool counts_4d : {true, false}) {
+    CAPTURE(counts_4d);
+    const std::string path = tmp("ne3.gguf");
+    auto w = sbgq::gguf_writer::create(path);
+    REQUIRE(w.has_value());
+    REQUIRE(w->add("imatrix.datasets", sbgq::gguf_array::of(std::vector<std::string>{})).has_value());
+    REQUIRE(w->add("imatrix.chunk_count", std::uint32_t{1}).has_value());
+    REQUIRE(w->add("imatrix.chunk_size", std::uint32_t{1}).has_value());
+    const std::vector<std::int64_t> sum_ne = counts_4d ? std::vector<std::int64_t>{4, 1} : std::vector<std::int64_t>{4, 1, 1, 2};
+    const std::vector<std::int64_t> cnt_ne = counts_4d ? std::vector<std::int64_t>{1, 1, 1, 2} : std::vector<std::int64_t>{1, 1};
+    REQUIRE(w->add_tensor("x.in_sum2", sbgq::ggml_type::f32, sum_ne).has_value());
+    REQUIRE(w->add_tensor("x.counts", sbgq::ggml_type::f32, cnt_ne).has_value());
+    const std::vector<float> sums(counts_4d ? 4 : 8, 1.0f), counts(counts_4d ? 2 : 1, 1.0f);
+    REQUIRE(w->write_tensor_data("x.in_sum2", std::as_bytes(std::span<const float>(sums))).has_value());
+    REQUIRE(w->write_tensor_data("x.counts", std::as_bytes(std::span<const float>(counts))).has_value());
+    REQUIRE(w->finish().has_value());
+    auto r = sbgq::read_imatrix(path);
+    REQUIRE_FALSE(r.has_value());
+    CHECK(r.error().code == sbgq::error_code::bad_shape);
+    CHECK(r.error().message().find("'x': in_sum2 is " + std::string(counts_4d ? "[4, 1, 1, 1]" : "[4, 1, 1, 2]") +
+                                   " and counts is " + (counts_4d ? "[1, 1, 1, 2]" : "[1, 1, 1, 1]") +
+                                   ", expected {n_in, n_mat} and {1, n_mat}") != std::string::npos);
+  }
   {
     const std::string path = tmp("nokey.gguf");
     auto w = sbgq::gguf_writer::create(path);

@@ -781,6 +781,51 @@ TEST_CASE("malformed safetensors files give specific errors, never a crash") {
   tensor_case("range nested in an earlier one",
               R"({"a":{"dtype":"U8","shape":[8],"data_offsets":[0,8]},"b":{"dtype":"U8","shape":[2],"data_offsets":[8,10]},"c":{"dtype":"U8","shape":[2],"data_offsets":[2,4]}})",
               10, error_code::bad_range, "tensor 'c': data_offsets [2, 4) overlap tensor 'a' [0, 8)", "c");
+  // An empty tensor inside another tensor's range: the reference reader rejects it too.
+  tensor_case("empty range inside another",
+              R"({"a":{"dtype":"U8","shape":[4],"data_offsets":[0,4]},"e":{"dtype":"U8","shape":[0],"data_offsets":[2,2]}})",
+              4, error_code::bad_range, "tensor 'e': data_offsets [2, 2) overlap tensor 'a' [0, 4)", "e");
+
+  // -- exact coverage of the data section (holes and trailing bytes shift every read) --
+  {
+    // a [0, 4), then 4 bytes nobody owns, then b [8, 12)
+    const std::string h =
+        R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"b":{"dtype":"F32","shape":[1],"data_offsets":[8,12]}})";
+    const std::string msg = "[sbgq.safetensors.bad_range] 'bad.safetensors': tensor 'b': data_offsets [8, 12) leave a "
+                            "hole: data section bytes [4, 8) (file bytes [" + std::to_string(8 + h.size() + 4) + ", " +
+                            std::to_string(8 + h.size() + 8) + ")) belong to no tensor, the previous tensor 'a' "
+                            "[0, 4) ends at 4 (byte " + std::to_string(at(h, "b")) + ")";
+    auto r = sbgq::safetensors_file::parse(image(h, 12), "bad.safetensors");
+    REQUIRE_FALSE(r.has_value());
+    CHECK(r.error().message() == msg);
+  }
+  tensor_case("hole between two tensors, listed in reverse",
+              R"({"b":{"dtype":"U8","shape":[2],"data_offsets":[3,5]},"a":{"dtype":"U8","shape":[2],"data_offsets":[0,2]}})",
+              5, error_code::bad_range, "tensor 'b': data_offsets [3, 5) leave a hole: data section bytes [2, 3)", "b");
+  tensor_case("hole before the first tensor", R"({"w":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})", 8,
+              error_code::bad_range,
+              "tensor 'w': data_offsets [4, 8) leave a hole: data section bytes [0, 4) (file bytes [");
+  tensor_case("hole before the first tensor, after an empty one",
+              R"({"e":{"dtype":"F32","shape":[0],"data_offsets":[0,0]},"w":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})",
+              8, error_code::bad_range, "the previous tensor 'e' [0, 0) ends at 0");
+  {
+    const auto n = f32_1.size();
+    const std::string msg = "[sbgq.safetensors.bad_range] 'bad.safetensors': data section of 5 bytes has 1 trailing "
+                            "bytes that belong to no tensor: file bytes [" + std::to_string(8 + n + 4) + ", " +
+                            std::to_string(8 + n + 5) + "), after the last tensor 'w' [0, 4) (byte " +
+                            std::to_string(8 + n + 4) + ")";
+    auto r = sbgq::safetensors_file::parse(image(f32_1, 5), "bad.safetensors");
+    REQUIRE_FALSE(r.has_value());
+    CHECK(r.error().message() == msg);
+    cases.push_back({"one trailing byte after the last tensor", image(f32_1, 5), error_code::bad_range,
+                     "1 trailing bytes that belong to no tensor", 8 + n + 4});
+  }
+  cases.push_back({"trailing bytes and no tensor", image("{}", 3), error_code::bad_range,
+                   "data section of 3 bytes has 3 trailing bytes that belong to no tensor: file bytes [10, 13), and the "
+                   "header lists no tensor", 10});
+  header_case("trailing bytes after metadata only", R"({"__metadata__":{"format":"pt"}})", 1, error_code::bad_range,
+              "1 trailing bytes", 8 + std::string(R"({"__metadata__":{"format":"pt"}})").size());
+
   {
     const std::string h =
         R"({"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"w":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})";
@@ -819,34 +864,34 @@ TEST_CASE("malformed safetensors files give specific errors, never a crash") {
   (void)npos;
 }
 
-TEST_CASE("valid edge cases: empty header, whitespace, gaps, trailing bytes, empty tensors, escaped names") {
+TEST_CASE("valid edge cases: empty header, whitespace, empty tensors at range boundaries, escaped names") {
   // The smallest file: length 2, "{}".
   auto minimal = sbgq::safetensors_file::parse(image("{}"));
   REQUIRE(minimal.has_value());
   CHECK(minimal->size() == 0);
   CHECK(minimal->metadata().empty());
 
-  // Leading whitespace, space padding, a gap [4, 8), trailing data bytes, an empty tensor
-  // and a scalar, an escaped name.
+  // Leading whitespace, space padding, an empty tensor where one range ends and the next
+  // begins, a scalar, an escaped name. The ranges cover the data section exactly.
   const std::string h =
       " {\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
-      "\"e\":{\"dtype\":\"BF16\",\"shape\":[3,0],\"data_offsets\":[2,2]},"
-      "\"s\\\"\\u00e9\":{\"dtype\":\"I16\",\"shape\":[],\"data_offsets\":[8,10]}}      ";
-  const auto img = image(h, 16);
+      "\"e\":{\"dtype\":\"BF16\",\"shape\":[3,0],\"data_offsets\":[4,4]},"
+      "\"s\\\"\\u00e9\":{\"dtype\":\"I16\",\"shape\":[],\"data_offsets\":[4,6]}}      ";
+  const auto img = image(h, 6);
   auto f = sbgq::safetensors_file::parse(img);
   REQUIRE_MESSAGE(f.has_value(), f.error().message());
   CHECK(f->size() == 3);
   CHECK(f->tensors()[0].name == "a");
-  CHECK(f->tensors()[1].name == "e");  // [2, 2) sorts after [0, 4)
+  CHECK(f->tensors()[1].name == "e");  // [4, 4) sorts after [0, 4) and before [4, 6)
   CHECK(f->tensors()[2].name == "s\"\xc3\xa9");
   const auto s = f->get("s\"\xc3\xa9").value();
   CHECK(s.shape.rank() == 0);
   CHECK(s.elements() == 1);
-  CHECK(s.bytes.data() == img.data() + 8 + h.size() + 8);
+  CHECK(s.bytes.data() == img.data() + 8 + h.size() + 4);
   CHECK(f->tensors()[2].header_offset == at(h, "s\\\"\\u00e9"));
   std::vector<float> one(1);
   REQUIRE(sbgq::to_f32(s, one).has_value());
-  CHECK(one[0] == static_cast<float>(8 | (9 << 8)));  // data bytes 8, 9 little-endian
+  CHECK(one[0] == static_cast<float>(4 | (5 << 8)));  // data bytes 4, 5 little-endian
   CHECK(f->get("e").value().bytes.empty());
   CHECK(f->get("missing").error().code == error_code::not_found);
 }

@@ -452,6 +452,47 @@ TEST_CASE("load errors name the field") {
   CHECK(tokenizer::load("/nonexistent/tokenizer.json").error().component == "tokenizer");
 }
 
+TEST_CASE("a vocabulary without byte-level tokens: text it cannot encode is an error naming byte and character") {
+  std::string rx = "\"";
+  for (char c : sbgq::qwen35_split_regex_hf) {
+    if (c == '\\' || c == '"') rx += '\\';
+    rx += c;
+  }
+  rx += '"';
+  // Tokens: a, b, ab, G-dot (the byte-level ' '), A-tilde (the byte-level 0xC3, first
+  // byte of e-acute) but not the byte-level 0xA9 (its second byte), no 'c'; one added token.
+  const std::string json =
+      R"({"added_tokens": [{"id": 5, "content": "<x>", "special": false}], "pre_tokenizer": {"type": "Sequence", )"
+      R"("pretokenizers": [{"type": "Split", "pattern": {"Regex": )" + rx +
+      R"(}}, {"type": "ByteLevel"}]}, "model": {"type": "BPE", "vocab": {"a": 0, "b": 1, "ab": 2, "\u0120": 3, )"
+      R"("\u00c3": 4}, "merges": [["a", "b"]]}})";
+  const auto tok = tokenizer::from_json(json);
+  REQUIRE_MESSAGE(tok.has_value(), tok.error().message());
+  // What the vocabulary covers encodes as before.
+  CHECK(tok->encode("ab a<x>b").value() == std::vector<token_id>{2, 3, 0, 5, 1});
+  const auto err = [&](std::string_view text) {
+    auto r = tok->encode(text);
+    REQUIRE_FALSE(r.has_value());
+    CHECK(r.error().code == sbgq::error_code::not_found);
+    return r.error().message();
+  };
+  // Before the fix these returned {2} and {2, 0, 4}: the 'c' and the 0xA9 silently gone.
+  CHECK(err("abc") ==
+        "[sbgq.tokenizer.not_found] text byte 2: character U+0063 'c' cannot be encoded: its UTF-8 byte 0x63 "
+        "(byte-level 'c') is not a token of the vocabulary and no merge covers it (a vocabulary without byte-level "
+        "tokens)");
+  CHECK(err("ab a\xC3\xA9") ==
+        "[sbgq.tokenizer.not_found] text byte 4: character U+00E9 '\xC3\xA9' cannot be encoded: its UTF-8 byte 0xA9 "
+        "(byte-level '\xC2\xA9') is not a token of the vocabulary and no merge covers it (a vocabulary without "
+        "byte-level tokens)");
+  // Offsets count from the start of the whole text, across an added token.
+  CHECK(err("<x>ab\n").find("text byte 5: character U+000A cannot be encoded: its UTF-8 byte 0xA (byte-level '\xC4\x8A')") !=
+        std::string::npos);
+  // Invalid UTF-8 becomes U+FFFD (as llama.cpp does), which this vocabulary cannot spell.
+  CHECK(err("a\xFF").find("text byte 1: character U+FFFD '\xEF\xBF\xBD' cannot be encoded: its UTF-8 byte 0xEF") !=
+        std::string::npos);
+}
+
 TEST_CASE("synthetic vocabulary: overlapping added tokens, unmerged results, gaps") {
   // A small HF folder written here: the 256 byte-level symbols (ids 0..255), a few
   // merges (one, "G-dot x", whose result is not a token: llama.cpp then emits the

@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <string>
+#include <string_view>
 
 #include "cli.hpp"
 #include "commands.hpp"
@@ -74,6 +75,30 @@ void print_json(const std::string& path, const std::string& format, const std::v
   std::printf("]}\n");
 }
 
+bool ends_with(std::string_view s, std::string_view tail) {
+  return s.size() >= tail.size() && s.substr(s.size() - tail.size()) == tail;
+}
+
+/// Which reader gets a regular file: a ".gguf" name or a "GGUF" magic is GGUF; a
+/// ".safetensors" name, or a file whose 9th byte opens a JSON header ('{' or JSON
+/// whitespace after the 8-byte length), is safetensors; anything else goes to the GGUF
+/// reader too, whose error then says what the first 4 bytes are ("bad magic") rather
+/// than a safetensors error about a header length made of those bytes.
+bool looks_like_gguf(const std::string& path) {
+  if (ends_with(path, ".gguf")) return true;
+  unsigned char head[9] = {};
+  std::size_t n = 0;
+  if (std::FILE* f = std::fopen(path.c_str(), "rb")) {
+    n = std::fread(head, 1, sizeof head, f);
+    std::fclose(f);
+  }
+  if (n >= 4 && std::string_view(reinterpret_cast<const char*>(head), 4) == "GGUF") return true;
+  if (ends_with(path, ".safetensors")) return false;
+  const unsigned char c = head[8];
+  const bool json_start = n == 9 && (c == '{' || c == ' ' || c == '\t' || c == '\n' || c == '\r');
+  return n >= 4 && !json_start;
+}
+
 }  // namespace
 
 int cmd_inspect(args& a) {
@@ -93,15 +118,7 @@ int cmd_inspect(args& a) {
   std::string format;
   std::error_code ec;
   const bool is_file = std::filesystem::is_regular_file(path, ec);
-  bool is_gguf = false;
-  if (is_file) {
-    std::FILE* f = std::fopen(path.c_str(), "rb");
-    char magic[4] = {};
-    if (f) {
-      is_gguf = std::fread(magic, 1, 4, f) == 4 && std::string_view(magic, 4) == "GGUF";
-      std::fclose(f);
-    }
-  }
+  const bool is_gguf = is_file && looks_like_gguf(path);
   if (is_gguf) {
     auto g = unwrap(gguf_file::open(path));
     format = "gguf v" + std::to_string(g.version());

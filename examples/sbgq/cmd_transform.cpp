@@ -61,6 +61,7 @@ int cmd_transform(args& a) {
   const qwen35_config c = unwrap(load_qwen35_config(model));
   const safetensors_checkpoint ckpt = unwrap(safetensors_checkpoint::open(model));
   safetensors_weight_provider base(ckpt, c);
+  unwrap(base.check_tensors());
   weight_provider* p = &base;
   std::unique_ptr<residual_rotation> q;
   std::unique_ptr<rotated_provider> rp;

@@ -12,7 +12,8 @@
 //     tensor (twice, in f32) whatever the model size. The output is written through a
 //     temporary file and renamed only when complete.
 //   - Clear errors for a checkpoint that does not match its config (missing tensor, wrong
-//     shape, a layer pattern llama.cpp cannot express).
+//     shape, a tensor of a layer past num_hidden_layers or of no known part, a layer
+//     pattern llama.cpp cannot express).
 // Non-goals: the vision tower (left out with a notice, as the converter's --mmproj is a
 // separate file), MoE checkpoints.
 #pragma once
@@ -24,7 +25,9 @@
 #include <filesystem>
 #include <functional>
 #include <optional>
+#include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <simdjson.h>
@@ -253,6 +256,74 @@ inline result<tensor_view> find_hf_tensor(const safetensors_checkpoint& ckpt, co
   return *v;
 }
 
+namespace detail {
+/// N in "<prefix>layers.N.<rest>", or -1 when `name` has no such form.
+inline std::int64_t hf_layer_index(std::string_view name, std::string_view prefix) {
+  if (name.substr(0, prefix.size()) != prefix) return -1;
+  name.remove_prefix(prefix.size());
+  if (name.substr(0, 7) != "layers.") return -1;
+  name.remove_prefix(7);
+  std::int64_t n = 0;
+  std::size_t i = 0;
+  for (; i < name.size() && name[i] >= '0' && name[i] <= '9' && i < 9; ++i) n = n * 10 + (name[i] - '0');
+  return i > 0 && i < name.size() && name[i] == '.' ? n : -1;
+}
+}  // namespace detail
+
+/// Checks that the checkpoint holds nothing the plan (built with `po`) silently ignores.
+/// A tensor the plan does not use is accepted only when the text GGUF leaves it out on
+/// purpose: the converter's multimodal/rotary filter (is_skipped_hf_tensor: the vision
+/// tower, "model.visual.*"), MTP tensors ("mtp.*") of an MTP block the config declares
+/// when the plan leaves MTP out, and lm_head.weight when the plan ties the output head.
+/// Returns how many tensors are left out that way.
+/// Errors (component "convert"): bad_value, a tensor of decoder layer N >= num_hidden_layers
+/// (or MTP layer N >= mtp_num_hidden_layers, or an MTP tensor with mtp_num_hidden_layers
+/// 0): config.json does not describe the checkpoint; unsupported, any other unused tensor.
+inline result<std::size_t> check_unused_hf_tensors(const safetensors_checkpoint& ckpt,
+                                                   std::span<const tensor_plan> plan, const qwen35_config& c,
+                                                   const tensor_plan_options& po) {
+  std::vector<std::string_view> used;
+  used.reserve(plan.size());
+  for (const auto& e : plan) used.push_back(e.hf_name);
+  std::sort(used.begin(), used.end());
+  std::size_t skipped = 0;
+  for (const auto& v : ckpt.views()) {
+    if (std::binary_search(used.begin(), used.end(), std::string_view(v.name))) continue;
+    const std::string shown = "tensor '" + detail::printable(v.name) + "'";
+    const std::int64_t layer = detail::hf_layer_index(v.name, po.hf_prefix);
+    if (layer >= c.num_hidden_layers)
+      return error(error_code::bad_value, "convert",
+                   shown + " belongs to decoder layer " + std::to_string(layer) + ", but config.json has num_hidden_layers = " +
+                       std::to_string(c.num_hidden_layers) + " (layers 0.." + std::to_string(c.num_hidden_layers - 1) +
+                       "): the config does not describe this checkpoint");
+    if (v.name.substr(0, 4) == "mtp.") {
+      const std::int64_t ml = detail::hf_layer_index(v.name, "mtp.");
+      if (c.mtp_num_hidden_layers == 0 || ml >= c.mtp_num_hidden_layers)
+        return error(error_code::bad_value, "convert",
+                     shown + (ml >= 0 ? " belongs to MTP layer " + std::to_string(ml) : std::string(" is an MTP tensor")) +
+                         ", but config.json has mtp_num_hidden_layers = " + std::to_string(c.mtp_num_hidden_layers) +
+                         ": the config does not describe this checkpoint");
+      if (!po.include_mtp) {
+        ++skipped;
+        continue;
+      }
+    }
+    if (v.name == "lm_head.weight" && po.tied) {
+      ++skipped;
+      continue;
+    }
+    if (is_skipped_hf_tensor(v.name)) {
+      ++skipped;
+      continue;
+    }
+    return error(error_code::unsupported, "convert",
+                 shown + " is not part of the Qwen3.5 text model described by config.json (num_hidden_layers = " +
+                     std::to_string(c.num_hidden_layers) + ", tensor prefix '" + po.hf_prefix +
+                     "') nor of the vision tower or another part the converter leaves out");
+  }
+  return skipped;
+}
+
 /// Reads one HF tensor as f32 and applies its plan transform: the GGUF values, row-major
 /// in GGUF order (ne[0] contiguous).
 inline result<std::vector<float>> load_gguf_values(const safetensors_checkpoint& ckpt, const tensor_plan& e,
@@ -298,15 +369,11 @@ inline result<convert_report> convert_checkpoint(const std::string& model_dir, c
   const auto plan = qwen35_tensor_plan(cfg, po);
 
   convert_report rep;
-  // HF tensors the plan does not use: vision tower (notice), or MTP with --no-mtp.
+  // HF tensors the plan does not use: vision tower (notice), or MTP with --no-mtp; any
+  // other is an error.
   std::uint64_t n_params = 0;
   {
-    std::vector<std::string> used;
-    for (const auto& e : plan) used.push_back(e.hf_name);
-    std::sort(used.begin(), used.end());
-    for (const auto& v : ckpt.views()) {
-      if (!std::binary_search(used.begin(), used.end(), v.name)) ++rep.n_skipped;
-    }
+    SBGQ_TRY(rep.n_skipped, check_unused_hf_tensors(ckpt, plan, cfg, po));
     for (const auto& e : plan) {
       SBGQ_TRY(tensor_view v, find_hf_tensor(ckpt, e));
       (void)v;

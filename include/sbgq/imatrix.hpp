@@ -289,7 +289,9 @@ inline result<imatrix> read_imatrix_gguf(const gguf_file& f) {
     const std::size_t ci = f.tensor_index(name + ".counts");
     if (ci == gguf_file::npos) return error(error_code::not_found, "imatrix", "'" + name + "' has in_sum2 but no counts tensor");
     const auto& ct = tensors[ci];
-    if (ct.ne[0] != 1 || ct.ne[1] != t.ne[1] || ct.ne[2] != 1 || t.ne[2] != 1)
+    // Both 2-D ({n_in, n_mat} and {1, n_mat}): with a 3rd or 4th dimension the counts and
+    // the sums would no longer pair up (n_in values per count), and weights() relies on it.
+    if (ct.ne[0] != 1 || ct.ne[1] != t.ne[1] || ct.ne[2] != 1 || t.ne[2] != 1 || ct.ne[3] != 1 || t.ne[3] != 1)
       return error(error_code::bad_shape, "imatrix",
                    "'" + name + "': in_sum2 is " + detail::gguf_shape_string(t.ne) + " and counts is " + detail::gguf_shape_string(ct.ne) +
                        ", expected {n_in, n_mat} and {1, n_mat}");

@@ -293,6 +293,8 @@ inline result<std::unique_ptr<model_context>> open_context(const std::string& di
     }
   }
   m->plan = qwen35_tensor_plan(m->cfg, po);
+  SBGQ_TRY(std::size_t n_left_out, check_unused_hf_tensors(m->ckpt, m->plan, m->cfg, po));
+  (void)n_left_out;
   if (m->untied) {  // the head follows output_norm, as in an untied checkpoint's plan
     tensor_plan head = m->plan.front();
     head.gguf_name = "output.weight";

@@ -149,10 +149,15 @@ inline std::vector<tensor_plan> qwen35_tensor_plan(const qwen35_config& c, const
   return p;
 }
 
-/// True for HF tensors the text GGUF never contains (vision tower, rotary caches, ...),
-/// following the converter's filter (qwen35-gguf.md 3.1).
+/// True for HF tensors the text GGUF never contains (vision tower and other multimodal
+/// parts, rotary caches, ...), following the converter's filter (qwen35-gguf.md 3.1).
 inline bool is_skipped_hf_tensor(std::string_view name) noexcept {
-  for (std::string_view s : {"visual.", "vision.", "audio.", "vision_", "audio_", "patch_embed", "merger."})
+  for (std::string_view s : {"mlp", "vit.", "vpm.", "siglip2.", "conformer.", "merger.", "resampler.", "sound_encoder.",
+                             "sound_projection.", "speech_embeddings."})
+    if (name.substr(0, s.size()) == s) return true;
+  for (std::string_view s : {"visual.", "vision.", "audio.", "talker.", "vision_", "audio_", "token2wav.", "code2wav.",
+                             "projector.", "pre_mm_projector_norm", "image_newline", "view_seperator", "patch_embed",
+                             "patch_embedding", "patch_merger.", "patch_merge_mlp.", "model.connector."})
     if (name.find(s) != std::string_view::npos) return true;
   for (std::string_view s : {".rotary_emb.inv_freq", ".attention.masked_bias", ".attention.bias"})
     if (name.size() >= s.size() && name.substr(name.size() - s.size()) == s) return true;

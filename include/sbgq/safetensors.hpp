@@ -17,7 +17,8 @@
 //     (>= 2, inside the file, at most max_header_bytes), JSON syntax (simdjson DOM, on a
 //     padded copy of the header), every entry's exact fields and their JSON types, known
 //     dtypes, non-negative integer shapes of rank <= 8, shape x dtype size == end - begin
-//     (overflow-checked), begin <= end <= data section size, no overlapping ranges, unique
+//     (overflow-checked), begin <= end <= data section size, ranges covering the data
+//     section exactly (no overlap, no hole, no trailing byte), unique
 //     names (simdjson keeps duplicate keys; we reject them), metadata values strings. After
 //     that every tensor_view handed out is in bounds.
 //   - Errors say where: "[sbgq.safetensors.<code>] '<file>': tensor '<name>': <expected>,
@@ -29,8 +30,11 @@
 // Non-goals: big-endian hosts; sub-byte dtypes (F4, F6_*); complex dtypes; writing
 //     sharded checkpoints in one call (write one file per shard plus the index JSON).
 //
-// Lenient on purpose (the Hugging Face reader is stricter): gaps between tensor ranges and
-// bytes after the last tensor are accepted, and JSON whitespace before the '{' is allowed.
+// Like the Hugging Face reader, the data section must be covered exactly: the ranges,
+// sorted by begin, are contiguous from 0 to the end of the file, with no hole between two
+// tensors and no byte after the last one (a file with extra bytes would otherwise be read
+// shifted by a writer that assumed another layout). Lenient on one point: JSON whitespace
+// before the '{' is allowed.
 #pragma once
 
 #include <algorithm>
@@ -238,7 +242,8 @@ class safetensors_file {
   ///   bad_dtype   unknown dtype string
   ///   unsupported shape rank above tensor_shape::max_rank
   ///   bad_shape   shape x dtype size != end - begin
-  ///   bad_range   begin > end; end past the data section; two ranges overlap
+  ///   bad_range   begin > end; end past the data section; two ranges overlap; a hole
+  ///               between ranges (or before the first); bytes after the last range
   ///   duplicate   a tensor name, metadata key, field or "__metadata__" twice
   static result<safetensors_file> parse(std::span<const std::byte> image, std::string source = "<memory>") {
     safetensors_file f;
@@ -397,22 +402,43 @@ class safetensors_file {
                            b.header_offset);
     }
 
-    // File order, then no overlap: with ranges sorted by begin, a non-empty range overlaps
-    // an earlier one exactly when it starts before the furthest end seen so far.
+    // File order, then exact coverage (as the reference reader): sorted by begin, each
+    // range starts where the previous one ends, the first at 0, and the last ends at the
+    // end of the file. A range starting before that point overlaps the previous one; one
+    // starting after it leaves a hole whose bytes no tensor owns.
     std::sort(tensors_.begin(), tensors_.end(), [](const tensor_info& a, const tensor_info& b) {
       if (a.begin != b.begin) return a.begin < b.begin;
       if (a.end != b.end) return a.end < b.end;
       return a.name < b.name;
     });
-    const tensor_info* furthest = nullptr;
+    const tensor_info* prev = nullptr;  // the tensor whose end is `covered`
+    std::uint64_t covered = 0;
     for (const auto& t : tensors_) {
-      if (t.begin == t.end) continue;  // empty ranges hold no bytes
-      if (furthest && t.begin < furthest->end)
+      if (t.begin < covered)
         return fail_tensor(error_code::bad_range, t.name,
-                           "data_offsets " + range_str(t) + " overlap tensor '" + detail::printable(furthest->name) +
-                               "' " + range_str(*furthest),
+                           "data_offsets " + range_str(t) + " overlap tensor '" + detail::printable(prev->name) +
+                               "' " + range_str(*prev),
                            t.header_offset);
-      if (!furthest || t.end > furthest->end) furthest = &t;
+      if (t.begin > covered) {
+        std::string what = "data_offsets " + range_str(t) + " leave a hole: data section bytes [" +
+                           std::to_string(covered) + ", " + std::to_string(t.begin) + ") (file bytes [" +
+                           std::to_string(8 + n + covered) + ", " + std::to_string(8 + n + t.begin) +
+                           ")) belong to no tensor, ";
+        what += prev ? "the previous tensor '" + detail::printable(prev->name) + "' " + range_str(*prev) + " ends at " +
+                           std::to_string(covered)
+                     : std::string("the first tensor must start at 0");
+        return fail_tensor(error_code::bad_range, t.name, what, t.header_offset);
+      }
+      covered = t.end;
+      prev = &t;
+    }
+    if (covered != data_size) {
+      std::string what = "data section of " + std::to_string(data_size) + " bytes has " +
+                         std::to_string(data_size - covered) + " trailing bytes that belong to no tensor: file bytes [" +
+                         std::to_string(8 + n + covered) + ", " + std::to_string(image_.size()) + ")";
+      what += prev ? ", after the last tensor '" + detail::printable(prev->name) + "' " + range_str(*prev)
+                   : std::string(", and the header lists no tensor");
+      return fail(error_code::bad_range, what, 8 + n + covered);
     }
     for (std::uint32_t i = 0; i < by_name_.size(); ++i) by_name_[i] = i;
     std::sort(by_name_.begin(), by_name_.end(),

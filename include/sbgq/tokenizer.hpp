@@ -108,7 +108,9 @@ class tokenizer {
 
   /// Token ids of text, equal to llama_tokenize(text, add_special = false,
   /// parse_special). Errors: bad_value if the text holds a 4-byte UTF-8 sequence above
-  /// U+10FFFF outside special tokens (llama.cpp throws "invalid codepoint" there).
+  /// U+10FFFF outside special tokens (llama.cpp throws "invalid codepoint" there);
+  /// not_found, naming the text byte and the character, if the vocabulary has no token
+  /// for a byte-level character the text needs (llama.cpp would silently drop it).
   /// Complexity: O(n log n) in the text length.
   result<std::vector<token_id>> encode(std::string_view text, bool parse_special = true) const;
 
@@ -161,7 +163,9 @@ class tokenizer {
   struct scratch;  // per-call buffers
 
   result<void> finish_load();
-  void bpe_word(const std::string& word, scratch& s, std::vector<token_id>& out) const;
+  /// BPE of one byte-level word; returns the word byte offset of the first character
+  /// that cannot be encoded (not a token and not merged into one), or npos.
+  std::size_t bpe_word(const std::string& word, scratch& s, std::vector<token_id>& out) const;
   result<void> encode_raw(std::string_view text, std::size_t base, scratch& s, std::vector<token_id>& out) const;
 
   std::vector<std::string> texts_;
@@ -458,7 +462,7 @@ struct tokenizer::scratch {
   std::unordered_map<std::string, std::vector<token_id>> cache;  // byte-level word -> ids
 };
 
-inline void tokenizer::bpe_word(const std::string& word, scratch& s, std::vector<token_id>& out) const {
+inline std::size_t tokenizer::bpe_word(const std::string& word, scratch& s, std::vector<token_id>& out) const {
   // One symbol per byte-level character (each stands for one byte of the pre-token).
   auto& syms = s.symbols;
   syms.clear();
@@ -508,9 +512,21 @@ inline void tokenizer::bpe_word(const std::string& word, scratch& s, std::vector
       continue;
     }
     // Not a token: llama.cpp emits the tokens of its single bytes, skipping the others.
-    for (char c : txt)
-      if (const auto it1 = text_to_id_.find(std::string_view(&c, 1)); it1 != text_to_id_.end()) out.push_back(it1->second);
+    // We do the same while each byte-level character of the symbol is itself a token (a
+    // complete byte-level vocabulary: the ids stay llama.cpp's, including its quirk of
+    // dropping a multi-byte spelling such as U+0120 here). A character that is not a
+    // token cannot be encoded at all by this vocabulary (no byte-level token for it):
+    // that is an error, not silently lost text.
+    for (std::size_t i = 0; i < txt.size();) {
+      const auto b0 = static_cast<std::uint8_t>(txt[i]);
+      const std::size_t len = std::min<std::size_t>(b0 < 0x80 ? 1 : b0 < 0xE0 ? 2 : b0 < 0xF0 ? 3 : 4, txt.size() - i);
+      if (text_to_id_.find(txt.substr(i, len)) == text_to_id_.end()) return sym.begin + i;
+      for (std::size_t k = i; k < i + len; ++k)
+        if (const auto it1 = text_to_id_.find(txt.substr(k, 1)); it1 != text_to_id_.end()) out.push_back(it1->second);
+      i += len;
+    }
   }
+  return std::string::npos;
 }
 
 inline result<void> tokenizer::encode_raw(std::string_view text, std::size_t base, scratch& s,
@@ -539,15 +555,43 @@ inline result<void> tokenizer::encode_raw(std::string_view text, std::size_t bas
                                            std::to_string(base + s.cp_offsets[k]));
       uc::append_utf8(s.cps[k], s.piece);
     }
-    begin = end;
     s.word.clear();
     for (char c : s.piece) s.word += byte_spelling_[static_cast<std::uint8_t>(c)];
     auto it = s.cache.find(s.word);
     if (it == s.cache.end()) {
       std::vector<token_id> ids;
-      bpe_word(s.word, s, ids);
+      const std::size_t bad = bpe_word(s.word, s, ids);
+      if (bad != std::string::npos) {
+        // Word offset -> byte of the piece -> code point of the pre-token -> text byte.
+        std::size_t j = 0;
+        for (std::size_t w = 0; j + 1 < s.piece.size(); ++j) {
+          w += byte_spelling_[static_cast<std::uint8_t>(s.piece[j])].size();
+          if (w > bad) break;
+        }
+        std::size_t k = begin;
+        for (std::size_t pb = 0; k + 1 < end; ++k) {
+          pb += s.cps[k] < 0x80 ? 1 : s.cps[k] < 0x800 ? 2 : s.cps[k] < 0x10000 ? 3 : 4;
+          if (pb > j) break;
+        }
+        const std::uint32_t cp = s.cps[k];
+        std::string shown;
+        if (cp >= 0x20 && cp != 0x7F && !(cp >= 0x80 && cp < 0xA0)) {
+          shown = " '";
+          uc::append_utf8(cp, shown);
+          shown += '\'';
+        }
+        const auto byte = static_cast<std::uint8_t>(s.piece[j]);
+        std::string u = detail::tok::hex_code_point(cp).substr(2);
+        if (u.size() < 4) u.insert(0, 4 - u.size(), '0');
+        return detail::tok::tokenizer_error(
+            error_code::not_found,
+            "text byte " + std::to_string(base + s.cp_offsets[k]) + ": character U+" + u + shown + " cannot be encoded: its UTF-8 byte " +
+                detail::tok::hex_code_point(byte) + " (byte-level '" + byte_spelling_[byte] +
+                "') is not a token of the vocabulary and no merge covers it (a vocabulary without byte-level tokens)");
+      }
       it = s.cache.emplace(s.word, std::move(ids)).first;
     }
+    begin = end;
     out.insert(out.end(), it->second.begin(), it->second.end());
   }
   return {};

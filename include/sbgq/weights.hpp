@@ -163,6 +163,16 @@ class safetensors_weight_provider : public weight_provider {
     po.include_mtp = false;
     for (auto& e : qwen35_tensor_plan(c, po)) plan_.push_back(std::move(e));
     has_output_ = !po.tied;
+    po_ = std::move(po);
+  }
+
+  /// Checks that the checkpoint holds no tensor this provider would silently ignore
+  /// (check_unused_hf_tensors: a layer past num_hidden_layers, an unknown name); the
+  /// vision tower and the MTP block are left out. Call once after construction.
+  result<void> check_tensors() const {
+    SBGQ_TRY(std::size_t n_left_out, check_unused_hf_tensors(ckpt_, plan_, c_, po_));
+    (void)n_left_out;
+    return {};
   }
 
   result<global_weights> load_globals() override { return detail::load_globals_with(getter(), has_output_); }
@@ -208,6 +218,7 @@ class safetensors_weight_provider : public weight_provider {
   const safetensors_checkpoint& ckpt_;
   const qwen35_config& c_;
   std::vector<tensor_plan> plan_;
+  tensor_plan_options po_;
   bool has_output_ = true;
 };
 

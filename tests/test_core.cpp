@@ -193,3 +193,66 @@ TEST_CASE("output_file is atomic: nothing under the final name until commit") {
   REQUIRE_FALSE(isdir.has_value());
   CHECK(isdir.error().message().find("not a regular file") != std::string::npos);
 }
+
+namespace {
+/// Names in `dir` that contain ".tmp.".
+std::vector<std::string> temp_files_in(const fs::path& dir) {
+  std::vector<std::string> v;
+  for (const auto& n : files_in(dir))
+    if (n.find(".tmp.") != std::string::npos) v.push_back(n);
+  return v;
+}
+}  // namespace
+
+TEST_CASE("remove_temporary_outputs unlinks the temporary files of live outputs (the signal path)") {
+  const fs::path dir = fs::path(SBGQ_TEST_TMP_DIR) / "core_output_registry";
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  {
+    std::ofstream(dir / "a.bin") << "previous";
+  }
+  auto a = sbgq::output_file::create((dir / "a.bin").string());
+  auto b = sbgq::output_file::create((dir / "b.bin").string());
+  REQUIRE(a.has_value());
+  REQUIRE(b.has_value());
+  REQUIRE(a->write("new a", 5).has_value());
+  REQUIRE(b->write("new b", 5).has_value());
+  CHECK(temp_files_in(dir).size() == 2);
+  sbgq::remove_temporary_outputs();
+  CHECK(temp_files_in(dir).empty());
+  CHECK(files_in(dir) == std::vector<std::string>{"a.bin"});
+  // The objects stay usable: commit fails (the temporary file is gone), with an error
+  // naming the path, and leaves the previous file alone; abandon is harmless.
+  auto c = a->commit();
+  REQUIRE_FALSE(c.has_value());
+  CHECK(c.error().code == sbgq::error_code::io_error);
+  CHECK(c.error().message().find("a.bin") != std::string::npos);
+  a->abandon();
+  b->abandon();
+  std::ifstream in(dir / "a.bin");
+  std::string text;
+  std::getline(in, text);
+  CHECK(text == "previous");
+  // Slots are released: a committed output and an abandoned one leave nothing to remove.
+  {
+    auto d = sbgq::output_file::create((dir / "d.bin").string());
+    REQUIRE(d.has_value());
+    REQUIRE(d->write("d", 1).has_value());
+    REQUIRE(d->commit().has_value());
+  }
+  sbgq::remove_temporary_outputs();
+  CHECK(fs::file_size(dir / "d.bin") == 1);
+  // More live outputs than registry slots: all still work and clean up after themselves.
+  {
+    std::vector<sbgq::output_file> many;
+    for (int i = 0; i < 80; ++i) {
+      auto f = sbgq::output_file::create((dir / ("m" + std::to_string(i))).string());
+      REQUIRE(f.has_value());
+      many.push_back(std::move(*f));
+    }
+    CHECK(temp_files_in(dir).size() == 80);
+    sbgq::remove_temporary_outputs();
+    CHECK(temp_files_in(dir).size() == 80 - sbgq::detail::temp_registry::n_slots);
+  }
+  CHECK(temp_files_in(dir).empty());
+}

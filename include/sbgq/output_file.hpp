@@ -4,8 +4,16 @@
 // file under the final name, and never clobbers an existing good file: until commit()
 // the data lives in "<path>.tmp.XXXXXX", which the destructor removes if commit() was not
 // reached. Writes are buffered; the byte count is tracked for offset bookkeeping.
+//
+// Signals: a destructor does not run when the process is killed, so every live temporary
+// path is also kept in a fixed, process-wide registry (static buffers claimed with atomics;
+// nothing is allocated or locked there). remove_temporary_outputs() unlinks them and is
+// async-signal-safe. The library installs no signal handler by itself; an application
+// opts in with install_output_cleanup_handlers() (SIGINT, SIGTERM, SIGHUP, SIGXFSZ), or
+// calls remove_temporary_outputs() from its own handler.
 #pragma once
 
+#include <atomic>
 #include <cerrno>
 #include <cstddef>
 #include <cstdint>
@@ -22,9 +30,101 @@
 #include <unistd.h>
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <csignal>
 #endif
 
 SBGQ_BEGIN_NAMESPACE
+
+namespace detail::temp_registry {
+
+inline constexpr std::size_t n_slots = 64;        ///< live temporary files tracked at once
+inline constexpr std::size_t path_capacity = 4096;  ///< longest tracked path + 1 (PATH_MAX)
+
+/// free -> claimed (being filled or emptied) -> live; a signal handler marks a live slot
+/// busy while it unlinks the path, so its owner does not reuse the buffer meanwhile.
+enum : int { slot_free = 0, slot_claimed = 1, slot_live = 2, slot_busy = 3 };
+
+struct slot {
+  std::atomic<int> state{slot_free};
+  char path[path_capacity];
+};
+static_assert(std::atomic<int>::is_always_lock_free, "the signal path needs lock-free atomics");
+
+inline slot slots[n_slots];
+
+/// Records `path`; returns its slot, or -1 when the path is too long or all slots are taken
+/// (the file is then only removed by its owner, not on a signal).
+inline int add(const std::string& path) noexcept {
+  if (path.size() >= path_capacity) return -1;
+  for (std::size_t i = 0; i < n_slots; ++i) {
+    int expected = slot_free;
+    if (!slots[i].state.compare_exchange_strong(expected, slot_claimed, std::memory_order_acquire)) continue;
+    std::memcpy(slots[i].path, path.c_str(), path.size() + 1);
+    slots[i].state.store(slot_live, std::memory_order_release);
+    return static_cast<int>(i);
+  }
+  return -1;
+}
+
+/// Forgets slot `i` (from add); waits while a signal handler on another thread uses it.
+inline void remove(int i) noexcept {
+  if (i < 0) return;
+  auto& st = slots[static_cast<std::size_t>(i)].state;
+  for (;;) {
+    int expected = slot_live;
+    if (st.compare_exchange_weak(expected, slot_free, std::memory_order_acq_rel)) return;
+  }
+}
+
+}  // namespace detail::temp_registry
+
+/// Unlinks every temporary output file of this process that is not committed or removed
+/// yet. Async-signal-safe (atomics and unlink() only): meant for signal handlers. The
+/// output_file objects stay valid; a later commit() then fails and abandon() is harmless.
+inline void remove_temporary_outputs() noexcept {
+  namespace tr = detail::temp_registry;
+  for (auto& s : tr::slots) {
+    int expected = tr::slot_live;
+    if (!s.state.compare_exchange_strong(expected, tr::slot_busy, std::memory_order_acquire)) continue;
+    ::unlink(s.path);
+    s.state.store(tr::slot_live, std::memory_order_release);
+  }
+}
+
+namespace detail {
+inline void output_cleanup_signal(int sig) {
+  const int saved = errno;
+  remove_temporary_outputs();
+  struct sigaction dfl {};
+  dfl.sa_handler = SIG_DFL;
+  sigemptyset(&dfl.sa_mask);
+  ::sigaction(sig, &dfl, nullptr);
+  ::raise(sig);  // blocked until the handler returns, then kills with the default action
+  errno = saved;
+}
+}  // namespace detail
+
+/// Opt-in, process-wide: on SIGINT, SIGTERM, SIGHUP and SIGXFSZ, remove the temporary
+/// output files, then die of the same signal (default action, so the exit status says
+/// "killed by signal"). Only signals whose disposition is still the default are taken: an
+/// ignored SIGHUP (nohup) or SIGINT (background job) stays ignored, and a handler the
+/// application installed stays in place (it may call remove_temporary_outputs() itself).
+/// Call it once, early, from the main thread. Errors: io_error if sigaction fails.
+inline result<void> install_output_cleanup_handlers() {
+  for (const int sig : {SIGINT, SIGTERM, SIGHUP, SIGXFSZ}) {
+    struct sigaction old {};
+    if (::sigaction(sig, nullptr, &old) != 0)
+      return error(error_code::io_error, "file", "sigaction(" + std::to_string(sig) + "): " + std::strerror(errno));
+    if ((old.sa_flags & SA_SIGINFO) || old.sa_handler != SIG_DFL) continue;
+    struct sigaction sa {};
+    sa.sa_handler = detail::output_cleanup_signal;
+    sigemptyset(&sa.sa_mask);
+    for (const int other : {SIGINT, SIGTERM, SIGHUP, SIGXFSZ}) sigaddset(&sa.sa_mask, other);
+    if (::sigaction(sig, &sa, nullptr) != 0)
+      return error(error_code::io_error, "file", "sigaction(" + std::to_string(sig) + "): " + std::strerror(errno));
+  }
+  return {};
+}
 
 class output_file {
  public:
@@ -52,10 +152,13 @@ class output_file {
     if (fd < 0) return sys_error("cannot create a temporary file for '" + path + "'");
     ::fchmod(fd, 0644);
     f.tmp_path_.assign(buf.data());
+    f.slot_ = detail::temp_registry::add(f.tmp_path_);
     f.fp_ = ::fdopen(fd, "wb");
     if (!f.fp_) {
+      const int saved = errno;
       ::close(fd);
-      ::unlink(f.tmp_path_.c_str());
+      f.abandon();
+      errno = saved;
       return sys_error("cannot open '" + f.tmp_path_ + "'");
     }
     std::setvbuf(f.fp_, nullptr, _IOFBF, 1 << 20);
@@ -98,6 +201,8 @@ class output_file {
     fp_ = nullptr;
     if (std::rename(tmp_path_.c_str(), path_.c_str()) != 0)
       return sys_error("cannot rename '" + tmp_path_ + "' to '" + path_ + "'");
+    detail::temp_registry::remove(slot_);
+    slot_ = -1;
     tmp_path_.clear();
     return {};
   }
@@ -107,6 +212,8 @@ class output_file {
     if (fp_) std::fclose(fp_);
     fp_ = nullptr;
     if (!tmp_path_.empty()) ::unlink(tmp_path_.c_str());
+    detail::temp_registry::remove(slot_);
+    slot_ = -1;
     tmp_path_.clear();
   }
 
@@ -119,11 +226,13 @@ class output_file {
     std::swap(path_, o.path_);
     std::swap(tmp_path_, o.tmp_path_);
     std::swap(written_, o.written_);
+    std::swap(slot_, o.slot_);
   }
 
   std::FILE* fp_ = nullptr;
   std::string path_, tmp_path_;
   std::uint64_t written_ = 0;
+  int slot_ = -1;  ///< detail::temp_registry slot of tmp_path_, or -1
 };
 
 SBGQ_END_NAMESPACE

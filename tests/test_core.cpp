@@ -16,6 +16,7 @@
 #include <sbgq/parallel.hpp>
 #include <sbgq/simd/dispatch.hpp>
 #include <string>
+#include <sys/stat.h>
 #include <vector>
 
 namespace fs = std::filesystem;
@@ -255,4 +256,109 @@ TEST_CASE("remove_temporary_outputs unlinks the temporary files of live outputs 
     CHECK(temp_files_in(dir).size() == 80 - sbgq::detail::temp_registry::n_slots);
   }
   CHECK(temp_files_in(dir).empty());
+}
+
+TEST_CASE("output_file refuses to replace what is not a regular file (devices, FIFOs, directories)") {
+  const fs::path dir = fs::path(SBGQ_TEST_TMP_DIR) / "core_output_special";
+  fs::remove_all(dir);
+  fs::create_directories(dir / "subdir");
+  auto expect_refused = [&](const std::string& path, const std::string& kind) {
+    auto f = sbgq::output_file::create(path);
+    REQUIRE_FALSE(f.has_value());  // REQUIRE: stop before /dev/null if this ever regresses
+    CHECK(f.error().code == sbgq::error_code::invalid_argument);
+    CHECK_MESSAGE(f.error().message().find("'" + path + "' is " + kind + ", not a regular file: refusing to replace it") !=
+                      std::string::npos,
+                  f.error().message());
+  };
+  const std::string fifo = (dir / "fifo").string();
+  REQUIRE(::mkfifo(fifo.c_str(), 0644) == 0);
+  expect_refused(fifo, "a FIFO");
+  CHECK(fs::is_fifo(fifo));
+  expect_refused((dir / "subdir").string(), "a directory");
+  CHECK(fs::is_directory(dir / "subdir"));
+  CHECK(files_in(dir).size() == 2);  // no temporary file was made
+  // As root, a rename onto /dev/null would replace the system's null device.
+  expect_refused("/dev/null", "a character device");
+  struct stat st {};
+  REQUIRE(::stat("/dev/null", &st) == 0);
+  CHECK(S_ISCHR(st.st_mode));
+  // Through a link, the message names both.
+  fs::create_symlink("/dev/null", dir / "to-null");
+  auto l = sbgq::output_file::create((dir / "to-null").string());
+  REQUIRE_FALSE(l.has_value());
+  CHECK(l.error().message().find("(a symbolic link to '/dev/null') is a character device") != std::string::npos);
+  CHECK(fs::is_symlink(dir / "to-null"));
+  REQUIRE(::stat("/dev/null", &st) == 0);
+  CHECK(S_ISCHR(st.st_mode));
+}
+
+TEST_CASE("output_file writes through a symbolic link: the link stays and points to the new content") {
+  const fs::path dir = fs::path(SBGQ_TEST_TMP_DIR) / "core_output_symlink";
+  fs::remove_all(dir);
+  fs::create_directories(dir / "real");
+  std::ofstream(dir / "real" / "model.gguf") << "old";
+  fs::create_symlink("real/model.gguf", dir / "link.gguf");   // relative to the link's directory
+  fs::create_symlink(dir / "link.gguf", dir / "link2.gguf");  // a chain, absolute
+  auto read = [](const fs::path& p) {
+    std::ifstream in(p);
+    return std::string((std::istreambuf_iterator<char>(in)), {});
+  };
+  for (const char* name : {"link.gguf", "link2.gguf"}) {
+    CAPTURE(name);
+    auto f = sbgq::output_file::create((dir / name).string());
+    REQUIRE(f.has_value());
+    CHECK(f->target() == (dir / "real" / "model.gguf").string());
+    REQUIRE(f->write(name, std::strlen(name)).has_value());
+    REQUIRE(f->commit().has_value());
+    CHECK(fs::is_symlink(dir / name));
+    CHECK(read(dir / name) == name);
+    CHECK(read(dir / "real" / "model.gguf") == name);
+  }
+  CHECK(fs::read_symlink(dir / "link.gguf") == "real/model.gguf");
+  CHECK(files_in(dir / "real") == std::vector<std::string>{"model.gguf"});
+  // A dangling link: the file it names is created.
+  fs::create_symlink("real/new.gguf", dir / "dangling.gguf");
+  {
+    auto f = sbgq::output_file::create((dir / "dangling.gguf").string());
+    REQUIRE(f.has_value());
+    REQUIRE(f->write("new", 3).has_value());
+    REQUIRE(f->commit().has_value());
+  }
+  CHECK(fs::is_symlink(dir / "dangling.gguf"));
+  CHECK(read(dir / "real" / "new.gguf") == "new");
+  // A loop of links is an error, not a hang.
+  fs::create_symlink("loop-b", dir / "loop-a");
+  fs::create_symlink("loop-a", dir / "loop-b");
+  auto loop = sbgq::output_file::create((dir / "loop-a").string());
+  REQUIRE_FALSE(loop.has_value());
+  CHECK(loop.error().message().find("levels of symbolic links") != std::string::npos);
+}
+
+TEST_CASE("check_output_not_input: the output may not be an input or a file of an input directory") {
+  const fs::path dir = fs::path(SBGQ_TEST_TMP_DIR) / "core_output_not_input";
+  fs::remove_all(dir);
+  fs::create_directories(dir / "model");
+  std::ofstream(dir / "model" / "model-00001-of-00002.safetensors") << "shard";
+  std::ofstream(dir / "in.gguf") << "input";
+  fs::create_symlink(dir / "model" / "model-00001-of-00002.safetensors", dir / "shard-link");
+  const std::string model = (dir / "model").string();
+  auto refused = [](const sbgq::result<void>& r, const std::string& text) {
+    REQUIRE_FALSE(r.has_value());
+    CHECK(r.error().code == sbgq::error_code::invalid_argument);
+    CHECK_MESSAGE(r.error().message().find(text) != std::string::npos, r.error().message());
+  };
+  const std::string shard = model + "/model-00001-of-00002.safetensors";
+  refused(sbgq::check_output_not_input(shard, {model}, "convert"),
+          "[sbgq.convert.invalid_argument] output '" + shard + "' is '" + shard + "', a file of the input directory '" + model + "'");
+  refused(sbgq::check_output_not_input((dir / "shard-link").string(), {model}), "shard-link' is '" + shard + "'");
+  refused(sbgq::check_output_not_input((dir / "in.gguf").string(), {(dir / "in.gguf").string()}, "quantize"),
+          "output '" + (dir / "in.gguf").string() + "' is the input '" + (dir / "in.gguf").string() + "'");
+  refused(sbgq::check_output_not_input(model, {model}), "is the input");
+  fs::create_hard_link(dir / "in.gguf", dir / "hard.gguf");
+  refused(sbgq::check_output_not_input((dir / "hard.gguf").string(), {(dir / "in.gguf").string()}), "is the input");
+  // Fine: a new file, a file beside the input, in the input directory under a new name.
+  CHECK(sbgq::check_output_not_input((dir / "out.gguf").string(), {model, (dir / "in.gguf").string()}).has_value());
+  CHECK(sbgq::check_output_not_input(model + "/model.gguf", {model}).has_value());
+  std::ofstream(dir / "other.gguf") << "other";
+  CHECK(sbgq::check_output_not_input((dir / "other.gguf").string(), {model, (dir / "in.gguf").string(), ""}).has_value());
 }

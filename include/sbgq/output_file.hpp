@@ -5,6 +5,12 @@
 // the data lives in "<path>.tmp.XXXXXX", which the destructor removes if commit() was not
 // reached. Writes are buffered; the byte count is tracked for offset bookkeeping.
 //
+// What is at the output path is respected: a symbolic link is written through (the file
+// it points to is replaced, the link stays), and anything that is not a regular file (a
+// directory, a device such as /dev/null, a FIFO, a socket) is refused rather than replaced
+// by the rename. check_output_not_input() lets a driver refuse, before any work, an output
+// that is one of its inputs (or a file of an input directory, such as a shard).
+//
 // Signals: a destructor does not run when the process is killed, so every live temporary
 // path is also kept in a fixed, process-wide registry (static buffers claimed with atomics;
 // nothing is allocated or locked there). remove_temporary_outputs() unlinks them and is
@@ -21,12 +27,14 @@
 #include <cstring>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "base.hpp"
 #include "error.hpp"
 
 #if defined(__unix__) || defined(__APPLE__)
+#include <dirent.h>
 #include <unistd.h>
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -91,6 +99,99 @@ inline void remove_temporary_outputs() noexcept {
   }
 }
 
+namespace detail::output {
+
+/// What a non-regular file is, for messages.
+inline const char* file_kind(mode_t m) noexcept {
+  if (S_ISDIR(m)) return "a directory";
+  if (S_ISCHR(m)) return "a character device";
+  if (S_ISBLK(m)) return "a block device";
+  if (S_ISFIFO(m)) return "a FIFO";
+  if (S_ISSOCK(m)) return "a socket";
+  return "not a regular file";
+}
+
+inline error sys_error(const std::string& what) {
+  return error(error_code::io_error, "file", what + ": " + std::strerror(errno));
+}
+
+/// The file an output at `path` replaces: `path` itself, or the end of the chain of
+/// symbolic links at `path` (relative links resolved against the link's directory).
+/// Errors: invalid_argument when a directory, device, FIFO or socket is there, or the
+/// links loop; io_error when a link cannot be read.
+inline result<std::string> resolve_target(const std::string& path) {
+  if (path.empty()) return error(error_code::invalid_argument, "file", "empty output path");
+  std::string p = path;
+  for (int hop = 0;; ++hop) {
+    struct stat st {};
+    if (::lstat(p.c_str(), &st) != 0) return p;  // nothing there yet; mkstemp reports a bad directory
+    if (S_ISREG(st.st_mode)) return p;
+    const std::string shown = p == path ? "'" + path + "'" : "'" + path + "' (a symbolic link to '" + p + "')";
+    if (!S_ISLNK(st.st_mode))
+      return error(error_code::invalid_argument, "file",
+                   "output " + shown + " is " + file_kind(st.st_mode) + ", not a regular file: refusing to replace it");
+    if (hop >= 40)
+      return error(error_code::invalid_argument, "file", "output '" + path + "': more than 40 levels of symbolic links");
+    std::vector<char> buf(temp_registry::path_capacity);
+    const ssize_t n = ::readlink(p.c_str(), buf.data(), buf.size());
+    if (n < 0) return sys_error("cannot read the symbolic link '" + p + "'");
+    if (n == 0 || static_cast<std::size_t>(n) >= buf.size())
+      return error(error_code::invalid_argument, "file", "output '" + path + "': the symbolic link '" + p + "' is empty or too long");
+    std::string next(buf.data(), static_cast<std::size_t>(n));
+    if (next[0] != '/') {
+      const std::size_t slash = p.rfind('/');
+      if (slash != std::string::npos) next = p.substr(0, slash + 1) + next;
+    }
+    p = std::move(next);
+  }
+}
+
+inline constexpr std::string_view temp_suffix = ".tmp.XXXXXX";
+
+/// mkstemp's template for `target`: "<target>.tmp.XXXXXX".
+inline result<std::string> temp_template(const std::string& target) { return target + std::string(temp_suffix); }
+
+}  // namespace detail::output
+
+/// Refuses, before any work, an output that would replace one of the inputs: `out_path`
+/// (through symbolic links) is the same file as an input, or as a regular file directly
+/// inside an input directory (a checkpoint's shards, its config). Inputs that do not exist
+/// are skipped (their readers report them). `component` names the caller in the error.
+/// Errors: invalid_argument naming both paths.
+inline result<void> check_output_not_input(const std::string& out_path, const std::vector<std::string>& inputs,
+                                           const std::string& component = "file") {
+  struct stat o {};
+  if (out_path.empty() || ::stat(out_path.c_str(), &o) != 0) return {};  // nothing there to replace
+  auto same = [&](const struct stat& s) { return s.st_dev == o.st_dev && s.st_ino == o.st_ino; };
+  for (const auto& in : inputs) {
+    struct stat s {};
+    if (in.empty() || ::stat(in.c_str(), &s) != 0) continue;
+    if (same(s))
+      return error(error_code::invalid_argument, component,
+                   "output '" + out_path + "' is the input '" + in + "': refusing to overwrite it");
+    if (!S_ISDIR(s.st_mode)) continue;
+    DIR* d = ::opendir(in.c_str());
+    if (!d) continue;
+    std::string hit;
+    while (const dirent* e = ::readdir(d)) {
+      const std::string name = e->d_name;
+      if (name == "." || name == "..") continue;
+      const std::string p = in + (in.back() == '/' ? "" : "/") + name;
+      struct stat f {};
+      if (::stat(p.c_str(), &f) == 0 && S_ISREG(f.st_mode) && same(f)) {
+        hit = p;
+        break;
+      }
+    }
+    ::closedir(d);
+    if (!hit.empty())
+      return error(error_code::invalid_argument, component,
+                   "output '" + out_path + "' is '" + hit + "', a file of the input directory '" + in +
+                       "': refusing to overwrite it");
+  }
+  return {};
+}
+
 namespace detail {
 inline void output_cleanup_signal(int sig) {
   const int saved = errno;
@@ -141,11 +242,16 @@ class output_file {
   }
   ~output_file() { abandon(); }
 
-  /// Creates the temporary file for `path` (same directory, so rename is atomic).
+  /// Creates the temporary file for `path` (same directory, so rename is atomic). A
+  /// symbolic link at `path` is written through: the temporary file goes beside the file
+  /// the link points to, and commit() replaces that file; the link stays.
+  /// Errors: invalid_argument (a directory, device, FIFO or socket at `path`, which the
+  /// rename would replace; a loop of links), io_error (naming the path).
   static result<output_file> create(const std::string& path) {
     output_file f;
     f.path_ = path;
-    std::string tmpl = path + ".tmp.XXXXXX";
+    SBGQ_TRY(f.target_, detail::output::resolve_target(path));
+    SBGQ_TRY(std::string tmpl, detail::output::temp_template(f.target_));
     std::vector<char> buf(tmpl.begin(), tmpl.end());
     buf.push_back('\0');
     const int fd = ::mkstemp(buf.data());
@@ -187,7 +293,10 @@ class output_file {
   }
 
   std::uint64_t bytes_written() const noexcept { return written_; }
+  /// The path given to create().
   const std::string& path() const noexcept { return path_; }
+  /// The file commit() replaces: path(), or the file a symbolic link there points to.
+  const std::string& target() const noexcept { return target_; }
 
   /// Flushes, syncs and renames the temporary file to the final path.
   result<void> commit() {
@@ -199,8 +308,8 @@ class output_file {
       return sys_error("close of '" + tmp_path_ + "' failed");
     }
     fp_ = nullptr;
-    if (std::rename(tmp_path_.c_str(), path_.c_str()) != 0)
-      return sys_error("cannot rename '" + tmp_path_ + "' to '" + path_ + "'");
+    if (std::rename(tmp_path_.c_str(), target_.c_str()) != 0)
+      return sys_error("cannot rename '" + tmp_path_ + "' to '" + target_ + "'");
     detail::temp_registry::remove(slot_);
     slot_ = -1;
     tmp_path_.clear();
@@ -218,19 +327,18 @@ class output_file {
   }
 
  private:
-  static error sys_error(const std::string& what) {
-    return error(error_code::io_error, "file", what + ": " + std::strerror(errno));
-  }
+  static error sys_error(const std::string& what) { return detail::output::sys_error(what); }
   void swap(output_file& o) noexcept {
     std::swap(fp_, o.fp_);
     std::swap(path_, o.path_);
+    std::swap(target_, o.target_);
     std::swap(tmp_path_, o.tmp_path_);
     std::swap(written_, o.written_);
     std::swap(slot_, o.slot_);
   }
 
   std::FILE* fp_ = nullptr;
-  std::string path_, tmp_path_;
+  std::string path_, target_, tmp_path_;
   std::uint64_t written_ = 0;
   int slot_ = -1;  ///< detail::temp_registry slot of tmp_path_, or -1
 };

@@ -362,3 +362,39 @@ TEST_CASE("check_output_not_input: the output may not be an input or a file of a
   std::ofstream(dir / "other.gguf") << "other";
   CHECK(sbgq::check_output_not_input((dir / "other.gguf").string(), {model, (dir / "in.gguf").string(), ""}).has_value());
 }
+
+TEST_CASE("an output name near the 255-byte limit works: the temporary name is shortened") {
+  const fs::path dir = fs::path(SBGQ_TEST_TMP_DIR) / "core_output_long";
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  for (std::size_t len : {244u, 245u, 250u, 255u}) {
+    CAPTURE(len);
+    const std::string name = std::string(len - 5, 'n') + ".gguf";
+    {
+      auto f = sbgq::output_file::create((dir / name).string());
+      REQUIRE_MESSAGE(f.has_value(), (f ? "" : f.error().message()));
+      CHECK(temp_files_in(dir).size() == 1);
+      for (const auto& t : temp_files_in(dir)) CHECK(t.size() <= 255);
+      REQUIRE(f->write("x", 1).has_value());
+      REQUIRE(f->commit().has_value());
+    }
+    CHECK(fs::file_size(dir / name) == 1);
+    CHECK(temp_files_in(dir).empty());
+  }
+  // A multi-byte character is not cut in half.
+  std::string utf8;
+  while (utf8.size() < 250) utf8 += "\xc3\xa9";  // U+00E9, two bytes each
+  {
+    auto f = sbgq::output_file::create((dir / utf8).string());
+    REQUIRE(f.has_value());
+    for (const auto& t : temp_files_in(dir)) {
+      const std::string stem = t.substr(0, t.find(".tmp."));
+      CHECK(stem.size() % 2 == 0);
+      CHECK(utf8.compare(0, stem.size(), stem) == 0);
+    }
+  }
+  // Past the limit: a clear error at create, not after the work.
+  auto too_long = sbgq::output_file::create((dir / std::string(256, 'x')).string());
+  REQUIRE_FALSE(too_long.has_value());
+  CHECK(too_long.error().message().find("the name is 256 bytes, longer than the file system's limit of 255") != std::string::npos);
+}

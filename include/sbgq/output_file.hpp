@@ -148,8 +148,27 @@ inline result<std::string> resolve_target(const std::string& path) {
 
 inline constexpr std::string_view temp_suffix = ".tmp.XXXXXX";
 
-/// mkstemp's template for `target`: "<target>.tmp.XXXXXX".
-inline result<std::string> temp_template(const std::string& target) { return target + std::string(temp_suffix); }
+/// mkstemp's template for `target`: "<target>.tmp.XXXXXX", with the name part shortened
+/// (at a UTF-8 character boundary) when it would pass the file system's name limit.
+/// Errors: invalid_argument when the target's own name is already too long.
+inline result<std::string> temp_template(const std::string& target) {
+  const std::size_t slash = target.rfind('/');
+  const std::string dir = slash == std::string::npos ? std::string() : target.substr(0, slash + 1);
+  std::string base = slash == std::string::npos ? target : target.substr(slash + 1);
+  long name_max = ::pathconf(dir.empty() ? "." : dir.c_str(), _PC_NAME_MAX);
+  if (name_max < 32 || name_max > 4096) name_max = 255;
+  const auto limit = static_cast<std::size_t>(name_max);
+  if (base.size() > limit)
+    return error(error_code::invalid_argument, "file",
+                 "output '" + target + "': the name is " + std::to_string(base.size()) +
+                     " bytes, longer than the file system's limit of " + std::to_string(limit));
+  if (base.size() + temp_suffix.size() > limit) {
+    std::size_t keep = limit - temp_suffix.size();
+    while (keep > 0 && (static_cast<unsigned char>(base[keep]) & 0xC0) == 0x80) --keep;  // not inside a character
+    base.resize(keep);
+  }
+  return dir + base + std::string(temp_suffix);
+}
 
 }  // namespace detail::output
 
@@ -244,9 +263,10 @@ class output_file {
 
   /// Creates the temporary file for `path` (same directory, so rename is atomic). A
   /// symbolic link at `path` is written through: the temporary file goes beside the file
-  /// the link points to, and commit() replaces that file; the link stays.
+  /// the link points to, and commit() replaces that file; the link stays. A name near the
+  /// file system's limit gets a shortened temporary name.
   /// Errors: invalid_argument (a directory, device, FIFO or socket at `path`, which the
-  /// rename would replace; a loop of links), io_error (naming the path).
+  /// rename would replace; a loop of links; a name past the limit), io_error (naming the path).
   static result<output_file> create(const std::string& path) {
     output_file f;
     f.path_ = path;

@@ -436,4 +436,34 @@ TEST_CASE("GGUF hyper-parameters are range-checked against caps and against the 
         "[sbgq.config.not_found] GGUF tensor 'blk.3.ffn_up.weight' is missing: block 3 < qwen35.block_count = 9 needs it");
 }
 
+TEST_CASE("an output that is one of the input shards is refused before any work; the shard is untouched") {
+  const fs::path dir = fs::path(tmp("shard-model"));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  for (const auto& e : fs::directory_iterator(model_dir)) fs::copy_file(e.path(), dir / e.path().filename());
+  const std::string shard = (dir / "model-00002-of-00002.safetensors").string();
+  const auto size = fs::file_size(shard);
+  const auto mtime = fs::last_write_time(shard);
+  auto r = sbgq::convert_checkpoint(dir.string(), shard);
+  REQUIRE_FALSE(r.has_value());
+  CHECK(r.error().code == sbgq::error_code::invalid_argument);
+  CHECK_MESSAGE(r.error().message() == "[sbgq.convert.invalid_argument] output '" + shard + "' is '" + shard +
+                                           "', a file of the input directory '" + dir.string() + "': refusing to overwrite it",
+                r.error().message());
+  CHECK(fs::file_size(shard) == size);
+  CHECK(fs::last_write_time(shard) == mtime);
+  // Through a link from elsewhere, too; the link stays a link.
+  const fs::path link = fs::path(tmp("shard-link.gguf"));
+  fs::remove(link);
+  fs::create_symlink(shard, link);
+  auto l = sbgq::convert_checkpoint(dir.string(), link.string());
+  REQUIRE_FALSE(l.has_value());
+  CHECK(l.error().message().find("shard-link.gguf' is '" + shard + "'") != std::string::npos);
+  CHECK(fs::is_symlink(link));
+  CHECK(fs::last_write_time(shard) == mtime);
+  // The library's own safetensors reader still opens the checkpoint.
+  CHECK(sbgq::safetensors_checkpoint::open(dir.string()).has_value());
+  fs::remove_all(dir);
+}
+
 }  // TEST_SUITE

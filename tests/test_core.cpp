@@ -16,6 +16,7 @@
 #include <sbgq/parallel.hpp>
 #include <sbgq/simd/dispatch.hpp>
 #include <string>
+#include <sys/stat.h>
 #include <vector>
 
 namespace fs = std::filesystem;
@@ -192,4 +193,208 @@ TEST_CASE("output_file is atomic: nothing under the final name until commit") {
   auto isdir = sbgq::mapped_file::open(dir.string());
   REQUIRE_FALSE(isdir.has_value());
   CHECK(isdir.error().message().find("not a regular file") != std::string::npos);
+}
+
+namespace {
+/// Names in `dir` that contain ".tmp.".
+std::vector<std::string> temp_files_in(const fs::path& dir) {
+  std::vector<std::string> v;
+  for (const auto& n : files_in(dir))
+    if (n.find(".tmp.") != std::string::npos) v.push_back(n);
+  return v;
+}
+}  // namespace
+
+TEST_CASE("remove_temporary_outputs unlinks the temporary files of live outputs (the signal path)") {
+  const fs::path dir = fs::path(SBGQ_TEST_TMP_DIR) / "core_output_registry";
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  {
+    std::ofstream(dir / "a.bin") << "previous";
+  }
+  auto a = sbgq::output_file::create((dir / "a.bin").string());
+  auto b = sbgq::output_file::create((dir / "b.bin").string());
+  REQUIRE(a.has_value());
+  REQUIRE(b.has_value());
+  REQUIRE(a->write("new a", 5).has_value());
+  REQUIRE(b->write("new b", 5).has_value());
+  CHECK(temp_files_in(dir).size() == 2);
+  sbgq::remove_temporary_outputs();
+  CHECK(temp_files_in(dir).empty());
+  CHECK(files_in(dir) == std::vector<std::string>{"a.bin"});
+  // The objects stay usable: commit fails (the temporary file is gone), with an error
+  // naming the path, and leaves the previous file alone; abandon is harmless.
+  auto c = a->commit();
+  REQUIRE_FALSE(c.has_value());
+  CHECK(c.error().code == sbgq::error_code::io_error);
+  CHECK(c.error().message().find("a.bin") != std::string::npos);
+  a->abandon();
+  b->abandon();
+  std::ifstream in(dir / "a.bin");
+  std::string text;
+  std::getline(in, text);
+  CHECK(text == "previous");
+  // Slots are released: a committed output and an abandoned one leave nothing to remove.
+  {
+    auto d = sbgq::output_file::create((dir / "d.bin").string());
+    REQUIRE(d.has_value());
+    REQUIRE(d->write("d", 1).has_value());
+    REQUIRE(d->commit().has_value());
+  }
+  sbgq::remove_temporary_outputs();
+  CHECK(fs::file_size(dir / "d.bin") == 1);
+  // More live outputs than registry slots: all still work and clean up after themselves.
+  {
+    std::vector<sbgq::output_file> many;
+    for (int i = 0; i < 80; ++i) {
+      auto f = sbgq::output_file::create((dir / ("m" + std::to_string(i))).string());
+      REQUIRE(f.has_value());
+      many.push_back(std::move(*f));
+    }
+    CHECK(temp_files_in(dir).size() == 80);
+    sbgq::remove_temporary_outputs();
+    CHECK(temp_files_in(dir).size() == 80 - sbgq::detail::temp_registry::n_slots);
+  }
+  CHECK(temp_files_in(dir).empty());
+}
+
+TEST_CASE("output_file refuses to replace what is not a regular file (devices, FIFOs, directories)") {
+  const fs::path dir = fs::path(SBGQ_TEST_TMP_DIR) / "core_output_special";
+  fs::remove_all(dir);
+  fs::create_directories(dir / "subdir");
+  auto expect_refused = [&](const std::string& path, const std::string& kind) {
+    auto f = sbgq::output_file::create(path);
+    REQUIRE_FALSE(f.has_value());  // REQUIRE: stop before /dev/null if this ever regresses
+    CHECK(f.error().code == sbgq::error_code::invalid_argument);
+    CHECK_MESSAGE(f.error().message().find("'" + path + "' is " + kind + ", not a regular file: refusing to replace it") !=
+                      std::string::npos,
+                  f.error().message());
+  };
+  const std::string fifo = (dir / "fifo").string();
+  REQUIRE(::mkfifo(fifo.c_str(), 0644) == 0);
+  expect_refused(fifo, "a FIFO");
+  CHECK(fs::is_fifo(fifo));
+  expect_refused((dir / "subdir").string(), "a directory");
+  CHECK(fs::is_directory(dir / "subdir"));
+  CHECK(files_in(dir).size() == 2);  // no temporary file was made
+  // As root, a rename onto /dev/null would replace the system's null device.
+  expect_refused("/dev/null", "a character device");
+  struct stat st {};
+  REQUIRE(::stat("/dev/null", &st) == 0);
+  CHECK(S_ISCHR(st.st_mode));
+  // Through a link, the message names both.
+  fs::create_symlink("/dev/null", dir / "to-null");
+  auto l = sbgq::output_file::create((dir / "to-null").string());
+  REQUIRE_FALSE(l.has_value());
+  CHECK(l.error().message().find("(a symbolic link to '/dev/null') is a character device") != std::string::npos);
+  CHECK(fs::is_symlink(dir / "to-null"));
+  REQUIRE(::stat("/dev/null", &st) == 0);
+  CHECK(S_ISCHR(st.st_mode));
+}
+
+TEST_CASE("output_file writes through a symbolic link: the link stays and points to the new content") {
+  const fs::path dir = fs::path(SBGQ_TEST_TMP_DIR) / "core_output_symlink";
+  fs::remove_all(dir);
+  fs::create_directories(dir / "real");
+  std::ofstream(dir / "real" / "model.gguf") << "old";
+  fs::create_symlink("real/model.gguf", dir / "link.gguf");   // relative to the link's directory
+  fs::create_symlink(dir / "link.gguf", dir / "link2.gguf");  // a chain, absolute
+  auto read = [](const fs::path& p) {
+    std::ifstream in(p);
+    return std::string((std::istreambuf_iterator<char>(in)), {});
+  };
+  for (const char* name : {"link.gguf", "link2.gguf"}) {
+    CAPTURE(name);
+    auto f = sbgq::output_file::create((dir / name).string());
+    REQUIRE(f.has_value());
+    CHECK(f->target() == (dir / "real" / "model.gguf").string());
+    REQUIRE(f->write(name, std::strlen(name)).has_value());
+    REQUIRE(f->commit().has_value());
+    CHECK(fs::is_symlink(dir / name));
+    CHECK(read(dir / name) == name);
+    CHECK(read(dir / "real" / "model.gguf") == name);
+  }
+  CHECK(fs::read_symlink(dir / "link.gguf") == "real/model.gguf");
+  CHECK(files_in(dir / "real") == std::vector<std::string>{"model.gguf"});
+  // A dangling link: the file it names is created.
+  fs::create_symlink("real/new.gguf", dir / "dangling.gguf");
+  {
+    auto f = sbgq::output_file::create((dir / "dangling.gguf").string());
+    REQUIRE(f.has_value());
+    REQUIRE(f->write("new", 3).has_value());
+    REQUIRE(f->commit().has_value());
+  }
+  CHECK(fs::is_symlink(dir / "dangling.gguf"));
+  CHECK(read(dir / "real" / "new.gguf") == "new");
+  // A loop of links is an error, not a hang.
+  fs::create_symlink("loop-b", dir / "loop-a");
+  fs::create_symlink("loop-a", dir / "loop-b");
+  auto loop = sbgq::output_file::create((dir / "loop-a").string());
+  REQUIRE_FALSE(loop.has_value());
+  CHECK(loop.error().message().find("levels of symbolic links") != std::string::npos);
+}
+
+TEST_CASE("check_output_not_input: the output may not be an input or a file of an input directory") {
+  const fs::path dir = fs::path(SBGQ_TEST_TMP_DIR) / "core_output_not_input";
+  fs::remove_all(dir);
+  fs::create_directories(dir / "model");
+  std::ofstream(dir / "model" / "model-00001-of-00002.safetensors") << "shard";
+  std::ofstream(dir / "in.gguf") << "input";
+  fs::create_symlink(dir / "model" / "model-00001-of-00002.safetensors", dir / "shard-link");
+  const std::string model = (dir / "model").string();
+  auto refused = [](const sbgq::result<void>& r, const std::string& text) {
+    REQUIRE_FALSE(r.has_value());
+    CHECK(r.error().code == sbgq::error_code::invalid_argument);
+    CHECK_MESSAGE(r.error().message().find(text) != std::string::npos, r.error().message());
+  };
+  const std::string shard = model + "/model-00001-of-00002.safetensors";
+  refused(sbgq::check_output_not_input(shard, {model}, "convert"),
+          "[sbgq.convert.invalid_argument] output '" + shard + "' is '" + shard + "', a file of the input directory '" + model + "'");
+  refused(sbgq::check_output_not_input((dir / "shard-link").string(), {model}), "shard-link' is '" + shard + "'");
+  refused(sbgq::check_output_not_input((dir / "in.gguf").string(), {(dir / "in.gguf").string()}, "quantize"),
+          "output '" + (dir / "in.gguf").string() + "' is the input '" + (dir / "in.gguf").string() + "'");
+  refused(sbgq::check_output_not_input(model, {model}), "is the input");
+  fs::create_hard_link(dir / "in.gguf", dir / "hard.gguf");
+  refused(sbgq::check_output_not_input((dir / "hard.gguf").string(), {(dir / "in.gguf").string()}), "is the input");
+  // Fine: a new file, a file beside the input, in the input directory under a new name.
+  CHECK(sbgq::check_output_not_input((dir / "out.gguf").string(), {model, (dir / "in.gguf").string()}).has_value());
+  CHECK(sbgq::check_output_not_input(model + "/model.gguf", {model}).has_value());
+  std::ofstream(dir / "other.gguf") << "other";
+  CHECK(sbgq::check_output_not_input((dir / "other.gguf").string(), {model, (dir / "in.gguf").string(), ""}).has_value());
+}
+
+TEST_CASE("an output name near the 255-byte limit works: the temporary name is shortened") {
+  const fs::path dir = fs::path(SBGQ_TEST_TMP_DIR) / "core_output_long";
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  for (std::size_t len : {244u, 245u, 250u, 255u}) {
+    CAPTURE(len);
+    const std::string name = std::string(len - 5, 'n') + ".gguf";
+    {
+      auto f = sbgq::output_file::create((dir / name).string());
+      REQUIRE_MESSAGE(f.has_value(), (f ? "" : f.error().message()));
+      CHECK(temp_files_in(dir).size() == 1);
+      for (const auto& t : temp_files_in(dir)) CHECK(t.size() <= 255);
+      REQUIRE(f->write("x", 1).has_value());
+      REQUIRE(f->commit().has_value());
+    }
+    CHECK(fs::file_size(dir / name) == 1);
+    CHECK(temp_files_in(dir).empty());
+  }
+  // A multi-byte character is not cut in half.
+  std::string utf8;
+  while (utf8.size() < 250) utf8 += "\xc3\xa9";  // U+00E9, two bytes each
+  {
+    auto f = sbgq::output_file::create((dir / utf8).string());
+    REQUIRE(f.has_value());
+    for (const auto& t : temp_files_in(dir)) {
+      const std::string stem = t.substr(0, t.find(".tmp."));
+      CHECK(stem.size() % 2 == 0);
+      CHECK(utf8.compare(0, stem.size(), stem) == 0);
+    }
+  }
+  // Past the limit: a clear error at create, not after the work.
+  auto too_long = sbgq::output_file::create((dir / std::string(256, 'x')).string());
+  REQUIRE_FALSE(too_long.has_value());
+  CHECK(too_long.error().message().find("the name is 256 bytes, longer than the file system's limit of 255") != std::string::npos);
 }

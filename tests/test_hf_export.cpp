@@ -353,6 +353,13 @@ TEST_CASE("export errors; a failed export leaves nothing behind") {
   auto r = export_hf_checkpoint(dir, c, base, busy, {});
   REQUIRE(!r.has_value());
   CHECK(r.error().message() == "[sbgq.hf_export.invalid_argument] output directory '" + busy + "' exists and is not empty");
+  // The source directory itself: named as the input, refused before anything is written.
+  auto self = export_hf_checkpoint(dir, c, base, dir, {});
+  REQUIRE(!self.has_value());
+  CHECK(self.error().message() ==
+        "[sbgq.hf_export.invalid_argument] output '" + dir + "' is the input '" + dir + "': refusing to overwrite it");
+  CHECK(check_hf_export_target(dir, busy).error().message().find("exists and is not empty") != std::string::npos);
+  CHECK(check_hf_export_target(dir, tmp("fresh")).has_value());
 
   hf_export_options o;
   o.out_dtype = dtype::f16;

@@ -733,6 +733,23 @@ TEST_CASE("bad input gives clear errors and leaves no output file") {
   }
 }
 
+TEST_CASE("quantizing a file onto itself is refused before any work; the input is kept") {
+  const std::string in = tmp("self.gguf");
+  fs::copy_file(tiny_gguf(ggml_type::f16), in, fs::copy_options::overwrite_existing);
+  const auto size = fs::file_size(in);
+  const auto mtime = fs::last_write_time(in);
+  auto r = sbgq::quantize_file(in, in, preset(llama_ftype::mostly_q4_k_m));
+  REQUIRE_FALSE(r.has_value());
+  CHECK(r.error().code == sbgq::error_code::invalid_argument);
+  CHECK_MESSAGE(r.error().message() == "[sbgq.quantize.invalid_argument] output '" + in + "' is the input '" + in +
+                                           "': refusing to overwrite it",
+                r.error().message());
+  CHECK(fs::file_size(in) == size);
+  CHECK(fs::last_write_time(in) == mtime);
+  for (const auto& e : fs::directory_iterator(fs::path(in).parent_path()))
+    CHECK_MESSAGE(e.path().filename().string().rfind("self.gguf.tmp", 0) != 0, e.path().string());
+}
+
 TEST_CASE("quantize_gguf on caller-owned bytes (gguf_file::parse) leaves them intact") {
   const std::string f32 = tiny_gguf(ggml_type::f32);
   const auto bytes = read_all(f32);

@@ -9,6 +9,7 @@
 #include <optional>
 #include <sbgq/error.hpp>
 #include <sbgq/mapped_file.hpp>
+#include <sbgq/output_file.hpp>
 #include <string>
 #include <string_view>
 #include <unistd.h>
@@ -58,8 +59,10 @@ class args {
   std::size_t pos_ = 0;
 };
 
-/// Prints an sbgq error to stderr and returns exit code 1.
+/// Prints an sbgq error to stderr and returns exit code 1. Removes the temporary files of
+/// outputs still open (std::exit, which follows, runs no destructors).
 inline int fail(const sbgq::error& e) {
+  sbgq::remove_temporary_outputs();
   std::fprintf(stderr, "sbgq: error: %s\n", e.message().c_str());
   return 1;
 }

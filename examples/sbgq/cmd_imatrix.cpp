@@ -35,6 +35,13 @@ int cmd_imatrix(args& a) {
   if (format != "gguf" && format != "dat") throw usage_error{"--output-format: expected gguf or dat, found '" + format + "'"};
   if (model.empty() && in_files.empty()) throw usage_error{"missing MODEL (or --in-file files to merge)"};
   if (!model.empty() && text.empty()) throw usage_error{"missing -f TEXT"};
+  {  // the output is written after the whole collection: check it can be, now
+    std::vector<std::string> inputs = in_files;
+    inputs.push_back(model);
+    inputs.push_back(text);
+    unwrap(check_output_not_input(out, inputs, "imatrix"));
+    unwrap(output_file::create(out)).abandon();
+  }
 
   imatrix im;
   for (const auto& f : in_files) {

@@ -2,6 +2,8 @@
 //   [--ctx N --chunks N] [--rotate none|hadamard] [--seed S] [--gauge none|exact]
 //   [--rounding plain|gptq] [--target-bpw X] [--threads N] [--report FILE]
 #include <cstdio>
+#include <filesystem>
+#include <optional>
 #include <string>
 
 #include "cli.hpp"
@@ -58,6 +60,21 @@ int cmd_pipeline(args& a) {
   if (out.empty()) throw usage_error{"missing -o OUT.gguf"};
   if (!text.empty() && !imatrix_path.empty()) throw usage_error{"give either -f TEXT or --imatrix FILE, not both"};
   if (o.target_bpw > 0 && o.recipe == "llama-q4_k_m") o.recipe = "auto";
+  // Every output is checked, and the report's temporary file made, before the work: a bad
+  // --report path fails now, not after hours (run_pipeline checks -o the same way).
+  const std::vector<std::string> inputs = {model, text, imatrix_path};
+  unwrap(check_output_not_input(out, inputs, "pipeline"));
+  std::optional<output_file> report;
+  if (!report_path.empty()) {
+    unwrap(check_output_not_input(report_path, inputs, "pipeline"));
+    report = unwrap(output_file::create(report_path));
+    std::error_code ec1, ec2;
+    const auto report_real = std::filesystem::weakly_canonical(report->target(), ec1);
+    const auto out_real = std::filesystem::weakly_canonical(out, ec2);
+    if (!ec1 && !ec2 && report_real == out_real)
+      return fail(error(error_code::invalid_argument, "pipeline",
+                        "--report '" + report_path + "' and -o '" + out + "' are the same file"));
+  }
   imatrix im;
   if (!text.empty()) {
     o.calibration_text = read_text_or_exit(text);
@@ -77,11 +94,10 @@ int cmd_pipeline(args& a) {
   auto rep = unwrap(run_pipeline(model, out, o));
   pg.done();
   print_pipeline_summary(rep, out);
-  if (!report_path.empty()) {
+  if (report) {
     const std::string json = pipeline_report_json(rep);
-    auto f = unwrap(output_file::create(report_path));
-    unwrap(f.write(std::as_bytes(std::span<const char>(json.data(), json.size()))));
-    unwrap(f.commit());
+    unwrap(report->write(std::as_bytes(std::span<const char>(json.data(), json.size()))));
+    unwrap(report->commit());
     std::printf("report: %s\n", report_path.c_str());
   }
   return 0;

@@ -57,6 +57,7 @@ int cmd_transform(args& a) {
   if (rotate.empty()) throw usage_error{"missing --rotate hadamard|none"};
   if (gauge == "exact" && text.empty()) throw usage_error{"--gauge exact needs calibration text (-f TEXT)"};
 
+  unwrap(check_hf_export_target(model, out));  // before the rotation and gauge work
   const auto t0 = std::chrono::steady_clock::now();
   const qwen35_config c = unwrap(load_qwen35_config(model));
   const safetensors_checkpoint ckpt = unwrap(safetensors_checkpoint::open(model));

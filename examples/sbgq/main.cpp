@@ -8,6 +8,7 @@
 
 #include "cli.hpp"
 #include "commands.hpp"
+#include <sbgq/output_file.hpp>
 #include <sbgq/simd/dispatch.hpp>
 
 namespace {
@@ -19,6 +20,8 @@ void print_help() {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Ctrl-C, kill, a lost terminal or the file-size limit must not leave OUT.tmp.XXXXXX behind.
+  if (auto r = sbgq::install_output_cleanup_handlers(); !r) return sbgq::cli::fail(r.error());
   if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h") || !std::strcmp(argv[1], "help")) {
     print_help();
     return argc < 2 ? 2 : 0;

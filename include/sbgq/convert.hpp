@@ -38,6 +38,7 @@
 #include "error.hpp"
 #include "gguf.hpp"
 #include "model_config.hpp"
+#include "output_file.hpp"
 #include "qwen35_tensors.hpp"
 #include "safetensors.hpp"
 #include "tokenizer.hpp"
@@ -347,7 +348,9 @@ constexpr ggml_type converted_type(const tensor_plan& e, ggml_type outtype) noex
 /// Converts the checkpoint in `model_dir` (config.json, tokenizer.json, safetensors shards
 /// or a single model.safetensors) to a GGUF at `out_path`. Errors: everything the config,
 /// safetensors and tokenizer readers report; not_found / bad_shape for tensors that do
-/// not match the config; unsupported for an outtype other than f32/f16/bf16/q8_0.
+/// not match the config; unsupported for an outtype other than f32/f16/bf16/q8_0;
+/// invalid_argument when `out_path` is a file of `model_dir` (a shard, the config) or not a
+/// regular file, before any work.
 inline result<convert_report> convert_checkpoint(const std::string& model_dir, const std::string& out_path,
                                                  const convert_options& opt = {}) {
   const auto t0 = std::chrono::steady_clock::now();
@@ -355,6 +358,7 @@ inline result<convert_report> convert_checkpoint(const std::string& model_dir, c
       opt.outtype != ggml_type::q8_0)
     return error(error_code::unsupported, "convert",
                  "output type " + std::string(type_name(opt.outtype)) + ": expected f32, f16, bf16 or q8_0");
+  SBGQ_TRY_VOID(check_output_not_input(out_path, {model_dir}, "convert"));
   SBGQ_TRY(qwen35_config cfg, load_qwen35_config(model_dir));
   SBGQ_TRY(safetensors_checkpoint ckpt, safetensors_checkpoint::open(model_dir));
   SBGQ_TRY(tokenizer tok, tokenizer::load(model_dir + "/tokenizer.json", static_cast<std::size_t>(cfg.vocab_size)));

@@ -289,14 +289,29 @@ class temp_dir {
 
 }  // namespace detail::hf_export
 
+/// Checks, before any work, that `out_dir` can receive an export read from `src_dir`: it
+/// is neither src_dir nor a file in it, and it does not exist or is an empty directory.
+/// export_hf_checkpoint checks the same; callers with long preparation call it first.
+/// Errors (component "hf_export"): invalid_argument, naming the paths.
+inline result<void> check_hf_export_target(const std::string& src_dir, const std::string& out_dir) {
+  namespace fs = std::filesystem;
+  SBGQ_TRY_VOID(check_output_not_input(out_dir, {src_dir}, "hf_export"));
+  std::error_code ec;
+  const fs::path out = fs::path(out_dir).lexically_normal();
+  if (fs::exists(out, ec) && !(fs::is_directory(out, ec) && fs::is_empty(out, ec)))
+    return detail::hf_export::export_error(error_code::invalid_argument,
+                                           "output directory '" + out_dir + "' exists and is not empty");
+  return {};
+}
+
 /// Writes the model of `p` (config `c`, which must be the config of `src_dir`) as an HF
 /// checkpoint directory `out_dir`: config.json (from src_dir, with tie_word_embeddings =
 /// false when p has a separate LM head and mtp_num_hidden_layers = 0), the tokenizer files
 /// of src_dir, and the weights as safetensors shards (plus model.safetensors.index.json
 /// when there is more than one), with the inverse HF <- GGUF transforms applied.
 /// `out_dir` must not exist or be an empty directory; it appears only when complete.
-/// Errors (component "hf_export"): invalid_argument (out_dir exists and is not empty, a
-/// dtype other than f32/bf16), bad_value (config of src_dir not matching c), bad_shape
+/// Errors (component "hf_export"): invalid_argument (out_dir is src_dir, exists and is
+/// not empty, a dtype other than f32/bf16), bad_value (config of src_dir not matching c), bad_shape
 /// (a provider tensor of the wrong size), io_error, and the errors of the provider, the
 /// config reader and the safetensors writer.
 /// Not thread-safe with respect to `p`.
@@ -310,10 +325,9 @@ inline result<void> export_hf_checkpoint(const std::string& src_dir, const qwen3
   if (opt.out_dtype != dtype::f32 && opt.out_dtype != dtype::bf16)
     return export_error(error_code::invalid_argument,
                         "output dtype " + std::string(dtype_name(opt.out_dtype)) + ": expected F32 or BF16");
+  SBGQ_TRY_VOID(check_hf_export_target(src_dir, out_dir));
   std::error_code ec;
   const fs::path out = fs::path(out_dir).lexically_normal();
-  if (fs::exists(out, ec) && !(fs::is_directory(out, ec) && fs::is_empty(out, ec)))
-    return export_error(error_code::invalid_argument, "output directory '" + out_dir + "' exists and is not empty");
 
   // Config: the source's text with the fields that change, checked against c.
   SBGQ_TRY(std::string cfg_text, read_text(src_dir + "/config.json"));

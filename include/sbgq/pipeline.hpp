@@ -63,6 +63,7 @@
 #include "imatrix.hpp"
 #include "mapped_file.hpp"
 #include "model_config.hpp"
+#include "output_file.hpp"
 #include "quantize.hpp"
 #include "qwen35_tensors.hpp"
 #include "recipe.hpp"
@@ -649,7 +650,8 @@ inline result<std::vector<ggml_type>> choose_auto_types(detail::pipe::model_cont
 /// `model_dir`, writes the GGUF at `out_path` atomically. Errors: those of every stage,
 /// each naming the stage and tensor; invalid_argument for inconsistent options (no
 /// calibration text and no importance matrix for gauge/gptq/auto, a rotation with a
-/// given importance matrix). No output file exists after an error.
+/// given importance matrix; out_path a file of model_dir or not a regular file, checked
+/// before any work, as are the output's directory and name). No output file exists after an error.
 inline result<pipeline_report> run_pipeline(const std::string& model_dir, const std::string& out_path,
                                             const pipeline_options& opt) {
   namespace dp = detail::pipe;
@@ -668,6 +670,9 @@ inline result<pipeline_report> run_pipeline(const std::string& model_dir, const 
   if (opt.importance && opt.rotate != rotation_mode::none)
     return dp::fail(error_code::invalid_argument,
                     "a given importance matrix does not describe the rotated model: pass calibration text instead");
+  // The output is checked and its temporary file made before the work: a bad path fails now.
+  SBGQ_TRY_VOID(check_output_not_input(out_path, {model_dir}, "pipeline"));
+  SBGQ_TRY(gguf_writer w, gguf_writer::create(out_path));
   SBGQ_TRY(std::unique_ptr<dp::model_context> mp, dp::open_context(model_dir, opt, rep.notes));
   dp::model_context& m = *mp;
   const int n_layers = static_cast<int>(m.cfg.num_hidden_layers);
@@ -694,7 +699,6 @@ inline result<pipeline_report> run_pipeline(const std::string& model_dir, const 
   std::uint64_t n_params = 0;
   for (const auto& e : m.plan)
     if (!e.is_mtp) n_params += static_cast<std::uint64_t>(e.numel());
-  SBGQ_TRY(gguf_writer w, gguf_writer::create(out_path));
   std::string name = opt.name;
   if (name.empty()) name = std::filesystem::path(model_dir).lexically_normal().filename().string();
   if (name.empty()) name = std::filesystem::path(model_dir).lexically_normal().parent_path().filename().string();

@@ -63,6 +63,7 @@
 #include "ggml_types.hpp"
 #include "gguf.hpp"
 #include "imatrix.hpp"
+#include "output_file.hpp"
 #include "quant_policy.hpp"
 
 SBGQ_BEGIN_NAMESPACE
@@ -367,7 +368,8 @@ inline result<quantize_report> quantize_gguf(const gguf_file& in, const std::str
   return rep;
 }
 
-/// Quantizes the GGUF file `in_path` into `out_path` (atomically; may be the same path).
+/// Quantizes the GGUF file `in_path` into `out_path` (atomically). `out_path` may not be
+/// `in_path` (or a link to it): the input is kept.
 ///
 /// Input: a GGUF model whose tensors are F32, F16 or BF16 (quantized ones need
 /// allow_requantize and an sbgq codec). Output: see the file comment.
@@ -376,11 +378,13 @@ inline result<quantize_report> quantize_gguf(const gguf_file& in, const std::str
 /// (ftype sbgq does not produce, bad pattern), unsupported (a chosen or source type
 /// without codec, requantizing without allow_requantize, no fallback for a row length),
 /// size_mismatch (imatrix entry of the wrong size for a tensor other than token_embd),
-/// not_finite (imatrix or input values, or an encoded scale overflowing fp16), io_error.
+/// not_finite (imatrix or input values, or an encoded scale overflowing fp16), io_error,
+/// invalid_argument (out_path is the input, or not a regular file; checked first).
 /// No output file exists after an error.
 /// Thread-safety: uses opt.n_threads worker threads; concurrent calls are safe.
 inline result<quantize_report> quantize_file(const std::string& in_path, const std::string& out_path,
                                              const quantize_options& opt) {
+  SBGQ_TRY_VOID(check_output_not_input(out_path, {in_path}, "quantize"));
   SBGQ_TRY(const gguf_file in, gguf_file::open(in_path));
   return quantize_gguf(in, out_path, opt);
 }

@@ -2,7 +2,9 @@
 // tiny model's README, and the V-head reorder of section 7.4 on hand-made inputs.
 #include <doctest/doctest.h>
 
+#include <sbgq/layer_weights.hpp>
 #include <sbgq/qwen35_tensors.hpp>
+#include <memory>
 #include <set>
 
 namespace {
@@ -127,4 +129,57 @@ TEST_CASE("V-head reorder: tiled order k0v0, k1v0, k0v1, k1v1 (README, H_k=2, H_
   auto r = sbgq::apply_tensor_transform(find(p, "blk.0.ssm_a"), c, wrong, o3);
   REQUIRE_FALSE(r.has_value());
   CHECK(r.error().code == sbgq::error_code::size_mismatch);
+}
+
+TEST_CASE("the one table of layer tensors: every layer entry of the plan has its field, roles and input spaces") {
+  const auto c = tiny();
+  const auto plan = sbgq::qwen35_tensor_plan(c, {});
+  // Every plan entry of a decoder layer (MTP's nextn.* aside) is a row of the table, and
+  // a layer of that kind holds it in a field of the plan's size.
+  for (const auto& e : plan) {
+    if (e.layer < 0) continue;
+    const auto suffix = sbgq::layer_tensor_suffix(e.gguf_name);
+    if (suffix.substr(0, 6) == "nextn.") continue;
+    CAPTURE(e.gguf_name);
+    const sbgq::layer_tensor_kind* k = sbgq::find_layer_tensor_kind(suffix);
+    REQUIRE(k != nullptr);
+    const sbgq::layer_kind kind =
+        e.is_mtp ? sbgq::layer_kind::full_attention : c.layer_types[static_cast<std::size_t>(e.layer)];
+    CHECK(k->in(kind));
+    sbgq::layer_weights w;
+    w.kind = kind;
+    if (k->matrix) (w.*(k->matrix)).resize(e.rows(), e.ne[0]);
+    else (w.*(k->vector)).resize(e.numel());
+    const auto ref = sbgq::layer_tensor(w, e.gguf_name);
+    REQUIRE(ref.has_value());
+    CHECK(static_cast<std::int64_t>(ref->rows * ref->cols) == e.numel());
+    CHECK(ref->cols == static_cast<std::size_t>(e.ne[0]));
+  }
+  CHECK_FALSE(sbgq::layer_tensor(*std::make_unique<sbgq::layer_weights>(), "blk.0.nextn.eh_proj.weight").has_value());
+  // Input spaces: the matrices that read the same activations share one X^T X.
+  const std::pair<const char*, const char*> spaces[] = {
+      {"blk.0.attn_qkv.weight", "blk.0.attn_qkv.weight"}, {"blk.0.attn_gate.weight", "blk.0.attn_qkv.weight"},
+      {"blk.0.ssm_beta.weight", "blk.0.attn_qkv.weight"}, {"blk.0.ssm_alpha.weight", "blk.0.attn_qkv.weight"},
+      {"blk.3.attn_q.weight", "blk.3.attn_q.weight"},     {"blk.3.attn_k.weight", "blk.3.attn_q.weight"},
+      {"blk.3.attn_v.weight", "blk.3.attn_q.weight"},     {"blk.12.ffn_up.weight", "blk.12.ffn_gate.weight"},
+      {"blk.1.ffn_gate.weight", "blk.1.ffn_gate.weight"}, {"blk.1.ffn_down.weight", "blk.1.ffn_down.weight"},
+      {"blk.1.ssm_out.weight", "blk.1.ssm_out.weight"},   {"blk.3.attn_output.weight", "blk.3.attn_output.weight"},
+      {"output.weight", "output.weight"},                 {"blk.0.attn_norm.weight", "blk.0.attn_norm.weight"},
+  };
+  for (const auto& [name, space] : spaces) CHECK(sbgq::input_space_of(name) == space);
+  // Readers of each normed residual and the residual's writers, per layer kind.
+  sbgq::layer_weights w;
+  auto stems = [](const std::vector<sbgq::layer_matrix>& v) {
+    std::string s;
+    for (const auto& [k, m] : v) s += std::string(k->stem()) + " ";
+    return s;
+  };
+  using sbgq::activation_space;
+  using sbgq::layer_kind;
+  CHECK(stems(sbgq::layer_readers(w, layer_kind::linear_attention, activation_space::attn_normed)) ==
+        "attn_qkv attn_gate ssm_beta ssm_alpha ");
+  CHECK(stems(sbgq::layer_readers(w, layer_kind::full_attention, activation_space::attn_normed)) == "attn_q attn_k attn_v ");
+  CHECK(stems(sbgq::layer_readers(w, layer_kind::full_attention, activation_space::ffn_normed)) == "ffn_gate ffn_up ");
+  CHECK(stems(sbgq::residual_writers(w, layer_kind::linear_attention)) == "ssm_out ffn_down ");
+  CHECK(stems(sbgq::residual_writers(w, layer_kind::full_attention)) == "attn_output ffn_down ");
 }

@@ -62,22 +62,6 @@ struct calibration_result {
 
 namespace detail {
 
-/// The input space a linear layer reads: matrices that share an input share X^T X.
-inline std::string input_space_of(std::string_view tensor) {
-  auto replace = [&](std::string_view from, std::string_view to) -> std::string {
-    std::string s(tensor);
-    const auto p = s.find(from);
-    if (p != std::string::npos) s.replace(p, from.size(), to);
-    return s;
-  };
-  for (std::string_view s : {"attn_gate.weight", "ssm_beta.weight", "ssm_alpha.weight"})
-    if (tensor.find(s) != std::string_view::npos) return replace(s, "attn_qkv.weight");
-  for (std::string_view s : {"attn_k.weight", "attn_v.weight"})
-    if (tensor.find(s) != std::string_view::npos) return replace(s, "attn_q.weight");
-  if (tensor.find("ffn_up.weight") != std::string_view::npos) return replace("ffn_up.weight", "ffn_gate.weight");
-  return std::string(tensor);
-}
-
 class calibration_observer : public observer {
  public:
   calibration_observer(imatrix& im, const calibration_options& opt) : im_(im), opt_(opt) {}
@@ -91,7 +75,7 @@ class calibration_observer : public observer {
       return;
     }
     if (opt_.collect_xtx && layer >= 0) {
-      const std::string space = input_space_of(name);
+      const std::string space = sbgq::input_space_of(name);  // readers of one input share X^T X
       if (space != name) return;  // the same X was already added under its space
       auto& h = xtx_[space];
       if (h.size() == 0) h = Eigen::MatrixXd::Zero(x.cols(), x.cols());

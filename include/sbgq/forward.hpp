@@ -49,50 +49,11 @@
 #include "base.hpp"
 #include "detail/forward_ops.hpp"
 #include "error.hpp"
+#include "layer_weights.hpp"
 #include "model_config.hpp"
 #include "parallel.hpp"
 
 SBGQ_BEGIN_NAMESPACE
-
-/// The f32 weights of one decoder layer, GGUF names and conventions (see file header).
-/// Only the set of the layer's kind is filled; the other matrices stay empty.
-struct layer_weights {
-  layer_kind kind = layer_kind::linear_attention;
-  vector_f32 attn_norm;            ///< blk.N.attn_norm.weight [d], gain
-  vector_f32 post_attention_norm;  ///< blk.N.post_attention_norm.weight [d], gain
-  matrix_f32 ffn_gate;             ///< [f][d]
-  matrix_f32 ffn_up;               ///< [f][d]
-  matrix_f32 ffn_down;             ///< [d][f]
-  // Gated DeltaNet (linear_attention)
-  matrix_f32 attn_qkv;     ///< [2*H_k*d_k + H_v*d_v][d]: q | k | v (v in tiled head order)
-  matrix_f32 attn_gate;    ///< z projection [H_v*d_v][d] (tiled order)
-  matrix_f32 ssm_beta;     ///< [H_v][d]
-  matrix_f32 ssm_alpha;    ///< [H_v][d]
-  matrix_f32 ssm_conv1d;   ///< [conv_dim][K]; column K-1 multiplies the current token
-  vector_f32 ssm_a;        ///< [H_v], -exp(A_log)
-  vector_f32 ssm_dt_bias;  ///< [H_v] (GGUF blk.N.ssm_dt.bias)
-  vector_f32 ssm_norm;     ///< [d_v], gated-norm gain (no +1)
-  matrix_f32 ssm_out;      ///< [d][H_v*d_v]
-  // Gated full attention (full_attention)
-  matrix_f32 attn_q;       ///< [n_h*2*D][d]: per head D query rows then D gate rows
-  matrix_f32 attn_k;       ///< [n_kv*D][d]
-  matrix_f32 attn_v;       ///< [n_kv*D][d]
-  matrix_f32 attn_output;  ///< [d][n_h*D]
-  vector_f32 attn_q_norm;  ///< [D], gain
-  vector_f32 attn_k_norm;  ///< [D], gain
-};
-
-/// The f32 weights outside the decoder layers.
-struct global_weights {
-  matrix_f32 token_embd;   ///< [vocab][d]
-  vector_f32 output_norm;  ///< [d], gain
-  matrix_f32 output;       ///< [vocab][d]; empty when the embeddings are tied
-
-  /// The LM head: output, or token_embd when tied.
-  const matrix_f32& lm_head() const noexcept { return output.size() != 0 ? output : token_embd; }
-  /// GGUF name of the LM head matrix.
-  const char* lm_head_name() const noexcept { return output.size() != 0 ? "output.weight" : "token_embd.weight"; }
-};
 
 /// A source of weights, loaded one layer at a time. Implementations read GGUF or
 /// safetensors files (and apply the HF -> GGUF transforms) or build test weights.

@@ -78,6 +78,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "base.hpp"
@@ -134,7 +135,7 @@ namespace detail::gauge {
 
 inline error gauge_error(error_code c, std::string msg) { return error(c, "gauge", std::move(msg)); }
 
-inline std::string blk(int l, const char* name) { return "blk." + std::to_string(l) + "." + name + ".weight"; }
+inline std::string blk(int l, std::string_view name) { return "blk." + std::to_string(l) + "." + std::string(name) + ".weight"; }
 
 /// Scales must be finite and non-zero (negative values are exact for the linear sides
 /// too, but the solver only produces positive ones).
@@ -172,12 +173,13 @@ inline void multiply_columns(matrix_f32& m, std::span<const float> f) {
   }
 }
 
-/// The GGUF names (without the layer prefix) and matrices reading the norm `which`.
-inline std::vector<std::pair<const char*, matrix_f32*>> norm_readers(layer_weights& w, gauge_norm which) {
-  if (which == gauge_norm::post_attention_norm) return {{"ffn_gate", &w.ffn_gate}, {"ffn_up", &w.ffn_up}};
-  if (w.kind == layer_kind::linear_attention)
-    return {{"attn_qkv", &w.attn_qkv}, {"attn_gate", &w.attn_gate}, {"ssm_beta", &w.ssm_beta}, {"ssm_alpha", &w.ssm_alpha}};
-  return {{"attn_q", &w.attn_q}, {"attn_k", &w.attn_k}, {"attn_v", &w.attn_v}};
+/// The GGUF names (without the layer prefix and ".weight") and matrices reading the norm
+/// `which`, from the one table of layer tensors (layer_weights.hpp).
+inline std::vector<std::pair<std::string_view, matrix_f32*>> norm_readers(layer_weights& w, gauge_norm which) {
+  std::vector<std::pair<std::string_view, matrix_f32*>> out;
+  const auto space = which == gauge_norm::attn_norm ? activation_space::attn_normed : activation_space::ffn_normed;
+  for (const auto& [kind, m] : layer_readers(w, w.kind, space)) out.emplace_back(kind->stem(), m);
+  return out;
 }
 
 }  // namespace detail::gauge
@@ -253,7 +255,7 @@ inline result<void> apply_norm_input_scales(int layer, layer_weights& w, gauge_n
   const auto readers = detail::gauge::norm_readers(w, which);
   for (const auto& [name, m] : readers)
     if (static_cast<std::size_t>(m->cols()) != d)
-      return detail::gauge::gauge_error(error_code::bad_shape, std::string("norm_inputs: ") + name + " has " +
+      return detail::gauge::gauge_error(error_code::bad_shape, "norm_inputs: " + std::string(name) + " has " +
                                                                    std::to_string(m->cols()) + " columns, the norm " + std::to_string(d));
   std::vector<float> f(d);
   for (std::size_t i = 0; i < d; ++i) {

@@ -182,34 +182,6 @@ inline std::size_t set_json_literal(std::string& text, std::string_view key, std
   return count;
 }
 
-/// The f32 values of a GGUF tensor of a layer, by the name after "blk.N.".
-inline const float* layer_field(const layer_weights& w, std::string_view n, std::size_t& size) {
-  auto m = [&](const matrix_f32& x) { size = static_cast<std::size_t>(x.size()); return x.data(); };
-  auto v = [&](const vector_f32& x) { size = static_cast<std::size_t>(x.size()); return x.data(); };
-  if (n == "attn_norm.weight") return v(w.attn_norm);
-  if (n == "post_attention_norm.weight") return v(w.post_attention_norm);
-  if (n == "ffn_gate.weight") return m(w.ffn_gate);
-  if (n == "ffn_up.weight") return m(w.ffn_up);
-  if (n == "ffn_down.weight") return m(w.ffn_down);
-  if (n == "attn_qkv.weight") return m(w.attn_qkv);
-  if (n == "attn_gate.weight") return m(w.attn_gate);
-  if (n == "ssm_beta.weight") return m(w.ssm_beta);
-  if (n == "ssm_alpha.weight") return m(w.ssm_alpha);
-  if (n == "ssm_conv1d.weight") return m(w.ssm_conv1d);
-  if (n == "ssm_a") return v(w.ssm_a);
-  if (n == "ssm_dt.bias") return v(w.ssm_dt_bias);
-  if (n == "ssm_norm.weight") return v(w.ssm_norm);
-  if (n == "ssm_out.weight") return m(w.ssm_out);
-  if (n == "attn_q.weight") return m(w.attn_q);
-  if (n == "attn_k.weight") return m(w.attn_k);
-  if (n == "attn_v.weight") return m(w.attn_v);
-  if (n == "attn_output.weight") return m(w.attn_output);
-  if (n == "attn_q_norm.weight") return v(w.attn_q_norm);
-  if (n == "attn_k_norm.weight") return v(w.attn_k_norm);
-  size = 0;
-  return nullptr;
-}
-
 /// Hands out the provider's tensors in plan order: the globals (already loaded), then one
 /// layer at a time; the globals are released when the first layer is loaded.
 class tensor_stream {
@@ -232,8 +204,10 @@ class tensor_stream {
         SBGQ_TRY(w_, p_.load_layer(e.layer));
         layer_ = e.layer;
       }
-      const std::string prefix = "blk." + std::to_string(e.layer) + ".";
-      data = layer_field(w_, std::string_view(e.gguf_name).substr(prefix.size()), size);
+      if (const auto ref = layer_tensor(w_, e.gguf_name)) {
+        data = ref->data;
+        size = ref->rows * ref->cols;
+      }
     }
     if (!data || size != static_cast<std::size_t>(e.numel()))
       return export_error(error_code::bad_shape, e.gguf_name + ": the provider has " + std::to_string(data ? size : 0) +

@@ -150,42 +150,6 @@ namespace detail::pipe {
 
 inline error fail(error_code c, std::string ctx) { return error(c, "pipeline", std::move(ctx)); }
 
-/// A matrix or vector of a loaded layer by GGUF name, as (data, rows, cols).
-struct tensor_ref {
-  float* data = nullptr;
-  std::size_t rows = 0, cols = 0;
-};
-
-inline std::optional<tensor_ref> layer_tensor(layer_weights& w, const std::string& gguf_name) {
-  const auto dot = gguf_name.find('.', 4);
-  const std::string field = gguf_name.substr(dot + 1);
-  auto m = [](matrix_f32& x) {
-    return tensor_ref{x.data(), static_cast<std::size_t>(x.rows()), static_cast<std::size_t>(x.cols())};
-  };
-  auto v = [](vector_f32& x) { return tensor_ref{x.data(), 1, static_cast<std::size_t>(x.size())}; };
-  if (field == "attn_norm.weight") return v(w.attn_norm);
-  if (field == "post_attention_norm.weight") return v(w.post_attention_norm);
-  if (field == "ffn_gate.weight") return m(w.ffn_gate);
-  if (field == "ffn_up.weight") return m(w.ffn_up);
-  if (field == "ffn_down.weight") return m(w.ffn_down);
-  if (field == "attn_qkv.weight") return m(w.attn_qkv);
-  if (field == "attn_gate.weight") return m(w.attn_gate);
-  if (field == "ssm_beta.weight") return m(w.ssm_beta);
-  if (field == "ssm_alpha.weight") return m(w.ssm_alpha);
-  if (field == "ssm_conv1d.weight") return m(w.ssm_conv1d);
-  if (field == "ssm_a") return v(w.ssm_a);
-  if (field == "ssm_dt.bias") return v(w.ssm_dt_bias);
-  if (field == "ssm_norm.weight") return v(w.ssm_norm);
-  if (field == "ssm_out.weight") return m(w.ssm_out);
-  if (field == "attn_q.weight") return m(w.attn_q);
-  if (field == "attn_k.weight") return m(w.attn_k);
-  if (field == "attn_v.weight") return m(w.attn_v);
-  if (field == "attn_output.weight") return m(w.attn_output);
-  if (field == "attn_q_norm.weight") return v(w.attn_q_norm);
-  if (field == "attn_k_norm.weight") return v(w.attn_k_norm);
-  return std::nullopt;
-}
-
 /// Importance-weighted squared error and norm of rows [r0, r1) of W against its
 /// quantized bytes (weights: per column, or empty for uniform).
 inline std::pair<double, double> weighted_error(ggml_type t, const float* w, std::size_t rows, std::size_t cols,
@@ -583,7 +547,7 @@ inline result<std::vector<ggml_type>> choose_auto_types(detail::pipe::model_cont
       const tensor_plan& e = m.plan[i];
       if (e.layer != l || e.is_mtp) continue;
       if (!is_quantizable_tensor(infos[i])) continue;
-      const auto ref = dp::layer_tensor(w, e.gguf_name);
+      const auto ref = layer_tensor(w, e.gguf_name);
       if (!ref) return dp::fail(error_code::internal, "no layer field for " + e.gguf_name);
       const auto im = dp::weights_of(&session->stats(), e.gguf_name);
       SBGQ_TRY_VOID(add_candidates(i, ref->data, ref->rows, ref->cols, im));
@@ -778,12 +742,12 @@ inline result<pipeline_report> run_pipeline(const std::string& model_dir, const 
     for (; i < m.plan.size() && m.plan[i].layer == l && !m.plan[i].is_mtp; ++i) {
       const tensor_plan& e = m.plan[i];
       clock.event("quantize", l, n_layers, e.gguf_name, frac);
-      const auto ref = dp::layer_tensor(lw, e.gguf_name);
+      const auto ref = layer_tensor(lw, e.gguf_name);
       if (!ref) return dp::fail(error_code::internal, "no layer field for " + e.gguf_name);
       const auto im = types[i] == ggml_type::f32 ? std::vector<float>{} : dp::weights_of(stats, e.gguf_name);
       const Eigen::MatrixXd* h = nullptr;
       if (session && copt.collect_xtx) {
-        const auto it = session->xtx().find(detail::input_space_of(e.gguf_name));
+        const auto it = session->xtx().find(input_space_of(e.gguf_name));
         if (it != session->xtx().end()) h = &it->second;
       }
       SBGQ_TRY_VOID(tw.write(i, e.gguf_name, types[i], ref->data, ref->rows, ref->cols, im, h));

@@ -3,8 +3,10 @@
 //
 // One "plan" entry per GGUF tensor says where it comes from (HF name), what shape both
 // sides have, which transform turns the HF values into the GGUF values, and whether it must
-// stay F32. The converter, the forward pass's safetensors loader and the transforms all
-// use this one table, so the name map and the conversions live in exactly one place.
+// stay F32. The decoder layers' rows come from the one table of layer tensors
+// (layer_weights.hpp: qwen35_layer_tensors); the globals and the MTP block's own tensors
+// are listed here. The converter, the loaders, the exporter and the transforms all use
+// the plan, so the name map and the conversions live in exactly one place.
 //
 // Transforms (all in f32, exactly as the converter computes them):
 //   plus_one       RMSNorm offsets -> gains: g = w + 1 (every *norm.weight except the
@@ -29,14 +31,10 @@
 
 #include "base.hpp"
 #include "error.hpp"
+#include "layer_weights.hpp"
 #include "model_config.hpp"
 
 SBGQ_BEGIN_NAMESPACE
-
-/// How HF values become GGUF values.
-enum class tensor_transform : std::uint8_t {
-  none, plus_one, neg_exp, reorder_rows, reorder_v_rows, reorder_cols,
-};
 
 /// One GGUF tensor of the model and where it comes from.
 struct tensor_plan {
@@ -69,10 +67,7 @@ struct tensor_plan_options {
 /// The GGUF tensors of a Qwen3.5 model, in the converter's order: globals first
 /// (token_embd, output_norm, output), then each block's tensors, MTP block last.
 inline std::vector<tensor_plan> qwen35_tensor_plan(const qwen35_config& c, const tensor_plan_options& o) {
-  const std::int64_t d = c.hidden_size, f = c.intermediate_size, V = c.vocab_size;
-  const std::int64_t D = c.head_dim, nh = c.num_attention_heads, nkv = c.num_key_value_heads;
-  const std::int64_t VD = c.linear_value_dim(), C = c.linear_conv_dim(), Hv = c.linear_num_value_heads;
-  const std::int64_t dv = c.linear_value_head_dim, K = c.linear_conv_kernel_dim;
+  const std::int64_t d = c.hidden_size, V = c.vocab_size, dv = c.linear_value_head_dim;
   std::vector<tensor_plan> p;
   auto add = [&](std::string g, std::string h, std::vector<std::int64_t> hf_shape, tensor_transform t,
                  std::int64_t block, bool f32, int layer, bool mtp) {
@@ -94,52 +89,25 @@ inline std::vector<tensor_plan> qwen35_tensor_plan(const qwen35_config& c, const
   add("output_norm.weight", pre + "norm.weight", {d}, T::plus_one, 1, true, -1, false);
   if (!o.tied) add("output.weight", "lm_head.weight", {V, d}, T::none, 1, false, -1, false);
 
-  auto attention_layer = [&](int l, const std::string& hp, bool mtp) {
+  // A decoder layer's tensors of kind `k`, from the one table (layer_weights.hpp).
+  auto layer = [&](int l, const std::string& hp, layer_kind k, bool mtp) {
     const std::string b = "blk." + std::to_string(l) + ".";
-    add(b + "attn_norm.weight", hp + "input_layernorm.weight", {d}, T::plus_one, 1, true, l, mtp);
-    add(b + "post_attention_norm.weight", hp + "post_attention_layernorm.weight", {d}, T::plus_one, 1, true, l, mtp);
-    add(b + "attn_q.weight", hp + "self_attn.q_proj.weight", {2 * nh * D, d}, T::none, 1, false, l, mtp);
-    add(b + "attn_k.weight", hp + "self_attn.k_proj.weight", {nkv * D, d}, T::none, 1, false, l, mtp);
-    add(b + "attn_v.weight", hp + "self_attn.v_proj.weight", {nkv * D, d}, T::none, 1, false, l, mtp);
-    add(b + "attn_output.weight", hp + "self_attn.o_proj.weight", {d, nh * D}, T::none, 1, false, l, mtp);
-    add(b + "attn_q_norm.weight", hp + "self_attn.q_norm.weight", {D}, T::plus_one, 1, true, l, mtp);
-    add(b + "attn_k_norm.weight", hp + "self_attn.k_norm.weight", {D}, T::plus_one, 1, true, l, mtp);
-  };
-  auto mlp = [&](int l, const std::string& hp, bool mtp) {
-    const std::string b = "blk." + std::to_string(l) + ".";
-    add(b + "ffn_gate.weight", hp + "mlp.gate_proj.weight", {f, d}, T::none, 1, false, l, mtp);
-    add(b + "ffn_up.weight", hp + "mlp.up_proj.weight", {f, d}, T::none, 1, false, l, mtp);
-    add(b + "ffn_down.weight", hp + "mlp.down_proj.weight", {d, f}, T::none, 1, false, l, mtp);
-  };
-  for (int l = 0; l < static_cast<int>(c.num_hidden_layers); ++l) {
-    const std::string hp = pre + "layers." + std::to_string(l) + ".";
-    const std::string b = "blk." + std::to_string(l) + ".";
-    if (c.layer_types[static_cast<std::size_t>(l)] == layer_kind::full_attention) {
-      attention_layer(l, hp, false);
-    } else {
-      const std::string la = hp + "linear_attn.";
-      add(b + "attn_norm.weight", hp + "input_layernorm.weight", {d}, T::plus_one, 1, true, l, false);
-      add(b + "post_attention_norm.weight", hp + "post_attention_layernorm.weight", {d}, T::plus_one, 1, true, l, false);
-      add(b + "attn_qkv.weight", la + "in_proj_qkv.weight", {C, d}, T::reorder_v_rows, dv, false, l, false);
-      add(b + "attn_gate.weight", la + "in_proj_z.weight", {VD, d}, T::reorder_rows, dv, false, l, false);
-      add(b + "ssm_beta.weight", la + "in_proj_b.weight", {Hv, d}, T::reorder_rows, 1, false, l, false);
-      add(b + "ssm_alpha.weight", la + "in_proj_a.weight", {Hv, d}, T::reorder_rows, 1, false, l, false);
-      add(b + "ssm_conv1d.weight", la + "conv1d.weight", {C, 1, K}, T::reorder_v_rows, dv, true, l, false);
-      p.back().ne = {K, C};  // squeezed
-      add(b + "ssm_dt.bias", la + "dt_bias", {Hv}, T::reorder_rows, 1, true, l, false);
-      add(b + "ssm_a", la + "A_log", {Hv}, T::neg_exp, 1, true, l, false);
-      add(b + "ssm_norm.weight", la + "norm.weight", {dv}, T::none, 1, true, l, false);
-      add(b + "ssm_out.weight", la + "out_proj.weight", {d, VD}, T::reorder_cols, dv, false, l, false);
+    for (const layer_tensor_kind& t : qwen35_layer_tensors) {
+      if (!t.in(k)) continue;
+      add(b + std::string(t.gguf), hp + std::string(t.hf), t.hf_shape(c), t.transform, t.reorder_by_value_dim ? dv : 1,
+          t.keep_f32, l, mtp);
+      const auto& hs = p.back().hf_shape;
+      if (hs.size() == 3 && hs[1] == 1) p.back().ne = {hs[2], hs[0]};  // conv1d [C, 1, K] squeezed to ne {K, C}
     }
-    mlp(l, hp, false);
-  }
+  };
+  for (int l = 0; l < static_cast<int>(c.num_hidden_layers); ++l)
+    layer(l, pre + "layers." + std::to_string(l) + ".", c.layer_types[static_cast<std::size_t>(l)], false);
   if (o.include_mtp) {
     for (int i = 0; i < static_cast<int>(c.mtp_num_hidden_layers); ++i) {
       const int l = static_cast<int>(c.num_hidden_layers) + i;
       const std::string hp = "mtp.layers." + std::to_string(i) + ".";
       const std::string b = "blk." + std::to_string(l) + ".";
-      attention_layer(l, hp, true);
-      mlp(l, hp, true);
+      layer(l, hp, layer_kind::full_attention, true);
       add(b + "nextn.eh_proj.weight", "mtp.fc.weight", {d, 2 * d}, T::none, 1, false, l, true);
       add(b + "nextn.enorm.weight", "mtp.pre_fc_norm_embedding.weight", {d}, T::plus_one, 1, true, l, true);
       add(b + "nextn.hnorm.weight", "mtp.pre_fc_norm_hidden.weight", {d}, T::plus_one, 1, true, l, true);

@@ -276,28 +276,19 @@ inline result<void> rotate_layer(const qwen35_config& c, layer_weights& w, const
     return error(error_code::bad_shape, "rotation",
                  "attn_norm / post_attention_norm: " + std::to_string(w.attn_norm.size()) + " / " +
                      std::to_string(w.post_attention_norm.size()) + " values, expected " + std::to_string(d));
-  const bool deltanet = w.kind == layer_kind::linear_attention;
-  struct reader {
-    matrix_f32* m;
-    const char* name;
-  };
-  std::vector<reader> mixer_readers;
-  if (deltanet)
-    mixer_readers = {{&w.attn_qkv, "attn_qkv"}, {&w.attn_gate, "attn_gate"}, {&w.ssm_beta, "ssm_beta"}, {&w.ssm_alpha, "ssm_alpha"}};
-  else
-    mixer_readers = {{&w.attn_q, "attn_q"}, {&w.attn_k, "attn_k"}, {&w.attn_v, "attn_v"}};
-  matrix_f32& mixer_writer = deltanet ? w.ssm_out : w.attn_output;
-  for (const reader& r : mixer_readers)
-    if (r.m->size() == 0)
-      return error(error_code::invalid_argument, "rotation", std::string(r.name) + " is missing from the layer's weights");
-  if (mixer_writer.size() == 0 || w.ffn_gate.size() == 0 || w.ffn_up.size() == 0 || w.ffn_down.size() == 0)
-    return error(error_code::invalid_argument, "rotation", "a writer or FFN matrix is missing from the layer's weights");
-
-  for (const reader& r : mixer_readers) SBGQ_TRY_VOID(q.rotate_readers(*r.m, &w.attn_norm, n_threads, r.name));
-  SBGQ_TRY_VOID(q.rotate_readers(w.ffn_gate, &w.post_attention_norm, n_threads, "ffn_gate"));
-  SBGQ_TRY_VOID(q.rotate_readers(w.ffn_up, &w.post_attention_norm, n_threads, "ffn_up"));
-  SBGQ_TRY_VOID(q.rotate_writer(mixer_writer, n_threads, deltanet ? "ssm_out" : "attn_output"));
-  SBGQ_TRY_VOID(q.rotate_writer(w.ffn_down, n_threads, "ffn_down"));
+  // Readers of each normed residual get Q^T on their columns with the norm's gain folded
+  // in; the writers of the residual get Q on their rows (the one table, layer_weights.hpp).
+  const auto attn_readers = layer_readers(w, w.kind, activation_space::attn_normed);
+  const auto ffn_readers = layer_readers(w, w.kind, activation_space::ffn_normed);
+  const auto writers = residual_writers(w, w.kind);
+  for (const auto* list : {&attn_readers, &ffn_readers, &writers})
+    for (const auto& [kind, m] : *list)
+      if (m->size() == 0)
+        return error(error_code::invalid_argument, "rotation", std::string(kind->stem()) + " is missing from the layer's weights");
+  for (const auto& [kind, m] : attn_readers) SBGQ_TRY_VOID(q.rotate_readers(*m, &w.attn_norm, n_threads, std::string(kind->stem())));
+  for (const auto& [kind, m] : ffn_readers)
+    SBGQ_TRY_VOID(q.rotate_readers(*m, &w.post_attention_norm, n_threads, std::string(kind->stem())));
+  for (const auto& [kind, m] : writers) SBGQ_TRY_VOID(q.rotate_writer(*m, n_threads, std::string(kind->stem())));
   w.attn_norm.setOnes();
   w.post_attention_norm.setOnes();
   return {};

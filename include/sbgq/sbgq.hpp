@@ -21,6 +21,7 @@
 
 // model
 #include "model_config.hpp"
+#include "layer_weights.hpp"
 #include "qwen35_tensors.hpp"
 #include "tokenizer.hpp"
 #include "forward.hpp"

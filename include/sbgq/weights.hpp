@@ -51,33 +51,20 @@ inline result<void> check_token_id(std::span<const std::int32_t> ids, std::size_
   return {};
 }
 
-/// Fills the weights of layer l (of kind `kind`) from a getter.
+/// Fills the weights of layer l (of kind `kind`) from a getter: every tensor the table
+/// of layer tensors (layer_weights.hpp) gives a layer of that kind, in table order.
 inline result<layer_weights> load_layer_with(const value_getter& get, layer_kind kind, int l) {
   const std::string b = "blk." + std::to_string(l) + ".";
   layer_weights w;
   w.kind = kind;
-  SBGQ_TRY(w.attn_norm, as_vector(get, b + "attn_norm.weight"));
-  SBGQ_TRY(w.post_attention_norm, as_vector(get, b + "post_attention_norm.weight"));
-  SBGQ_TRY(w.ffn_gate, as_matrix(get, b + "ffn_gate.weight"));
-  SBGQ_TRY(w.ffn_up, as_matrix(get, b + "ffn_up.weight"));
-  SBGQ_TRY(w.ffn_down, as_matrix(get, b + "ffn_down.weight"));
-  if (kind == layer_kind::linear_attention) {
-    SBGQ_TRY(w.attn_qkv, as_matrix(get, b + "attn_qkv.weight"));
-    SBGQ_TRY(w.attn_gate, as_matrix(get, b + "attn_gate.weight"));
-    SBGQ_TRY(w.ssm_beta, as_matrix(get, b + "ssm_beta.weight"));
-    SBGQ_TRY(w.ssm_alpha, as_matrix(get, b + "ssm_alpha.weight"));
-    SBGQ_TRY(w.ssm_conv1d, as_matrix(get, b + "ssm_conv1d.weight"));
-    SBGQ_TRY(w.ssm_a, as_vector(get, b + "ssm_a"));
-    SBGQ_TRY(w.ssm_dt_bias, as_vector(get, b + "ssm_dt.bias"));
-    SBGQ_TRY(w.ssm_norm, as_vector(get, b + "ssm_norm.weight"));
-    SBGQ_TRY(w.ssm_out, as_matrix(get, b + "ssm_out.weight"));
-  } else {
-    SBGQ_TRY(w.attn_q, as_matrix(get, b + "attn_q.weight"));
-    SBGQ_TRY(w.attn_k, as_matrix(get, b + "attn_k.weight"));
-    SBGQ_TRY(w.attn_v, as_matrix(get, b + "attn_v.weight"));
-    SBGQ_TRY(w.attn_output, as_matrix(get, b + "attn_output.weight"));
-    SBGQ_TRY(w.attn_q_norm, as_vector(get, b + "attn_q_norm.weight"));
-    SBGQ_TRY(w.attn_k_norm, as_vector(get, b + "attn_k_norm.weight"));
+  for (const layer_tensor_kind& t : qwen35_layer_tensors) {
+    if (!t.in(kind)) continue;
+    const std::string name = b + std::string(t.gguf);
+    if (t.matrix) {
+      SBGQ_TRY(w.*(t.matrix), as_matrix(get, name));
+    } else {
+      SBGQ_TRY(w.*(t.vector), as_vector(get, name));
+    }
   }
   return w;
 }

@@ -114,6 +114,11 @@ inline int control_escape(char e, bool in_class) noexcept {
 }
 
 // ---- the program: a Thompson NFA as instructions ------------------------------------
+// Each instruction is one NFA state. `ab|c*` compiles to
+//   0 split 1, 4    1 byte 'a'    2 byte 'b'    3 jmp 7
+//   4 split 5, 7    5 byte 'c'    6 jmp 4       7 match
+// Only `byte` and `set` consume input; the others are epsilon moves that search() follows
+// at once (its "closure"). Jump targets are absolute instruction indices.
 enum class op : std::uint8_t {
   byte,       ///< consume the byte x
   set,        ///< consume a byte of sets[x]
@@ -131,6 +136,9 @@ struct inst {
 };
 
 // ---- the parse tree -----------------------------------------------------------------
+// The parser builds a tree first and knows each node's compiled size from its children
+// (see compiler::repeat), so an oversized pattern is refused before anything is emitted.
+// Groups are not nodes: `(x)` is x itself, as nothing is captured.
 enum class kind : std::uint8_t { empty, byte, set, assert_node, concat, alt, repeat };
 inline constexpr std::uint32_t unbounded = 0xffffffffu;
 
@@ -344,7 +352,8 @@ class compiler {
     return t;
   }
 
-  /// Decimal count at pos_ (at least one digit, <= max_count).
+  /// Decimal count at pos_ (at least one digit, <= max_count; checked digit by digit, so
+  /// a 30-digit count cannot overflow).
   bool parse_count(std::uint32_t& v, std::size_t qat) {
     if (at_end() || peek() < '0' || peek() > '9') {
       bad(qat, "'{' must be followed by a count (expected {n}, {n,} or {n,m})");
@@ -461,6 +470,9 @@ class compiler {
   }
 
   // class := '[' '^'? (item | item '-' item)* ']'
+  // As in ECMAScript: `]` right after `[` closes an empty class, a '-' first, last or
+  // right after a range is literal ([a-c-e] is a..c, '-', e), and a negated class also
+  // matches \n and bytes >= 0x80.
   std::uint32_t parse_class(std::size_t open) {
     byte_set s;
     bool negate = false;
@@ -503,6 +515,8 @@ class compiler {
   void emit(std::uint32_t id, std::vector<detail::np::inst>& prog) const {
     const node& n = nodes_[id];
     auto here = [&] { return static_cast<std::uint32_t>(prog.size()); };
+    // A repeated body is emitted once per copy (walking the tree again), which is why
+    // sizes are checked while parsing: the total here is at most max_program.
     switch (n.k) {
       case kind::empty: break;
       case kind::byte: prog.push_back({op::byte, n.x, 0}); break;
@@ -620,6 +634,12 @@ inline bool name_pattern::search(std::string_view name) const {
     return false;
   };
 
+  // Why this is linear: for each position every instruction enters the list at most once
+  // (the mark) and does O(1) work there (at most two pushes), so one position costs
+  // O(program size) and the whole search O(len(name) x program size). A backtracking
+  // matcher instead retries each way of splitting the name between the loops of, e.g.,
+  // (a|aa)*c -- exponentially many. Lazy and greedy quantifiers only order those ways,
+  // which does not change whether one of them matches.
   ++gen;
   if (add(cur, 0, 0)) return true;
   for (std::size_t pos = 0; pos < name.size(); ++pos) {

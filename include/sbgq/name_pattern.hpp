@@ -113,6 +113,12 @@ inline int control_escape(char e, bool in_class) noexcept {
   }
 }
 
+/// `s` for an error message: at most `n` bytes, then "..." (a 40,000-byte pattern is
+/// not worth repeating in full).
+inline std::string excerpt(std::string_view s, std::size_t n = 80) {
+  return s.size() <= n ? std::string(s) : std::string(s.substr(0, n)) + "...";
+}
+
 // ---- the program: a Thompson NFA as instructions ------------------------------------
 // Each instruction is one NFA state. `ab|c*` compiles to
 //   0 split 1, 4    1 byte 'a'    2 byte 'b'    3 jmp 7
@@ -222,11 +228,8 @@ class compiler {
 
   // -- errors ----------------------------------------------------------------------------
   error fail(std::size_t at, const std::string& what) {
-    constexpr std::size_t shown = 80;  // a 20,000-byte pattern is not repeated in full
-    std::string p(p_.substr(0, shown));
-    if (p_.size() > shown) p += "...";
     return error(error_code::invalid_argument, "name_pattern",
-                 "pattern '" + p + "': " + what + " at position " + std::to_string(at));
+                 "pattern '" + excerpt(p_) + "': " + what + " at position " + std::to_string(at));
   }
   std::uint32_t bad(std::size_t at, const std::string& what) {
     if (!bad_) {

@@ -163,7 +163,7 @@ inline result<tensor_type_override> parse_tensor_type_override(std::string_view 
                                                               "': unknown ggml type '" + std::string(tname) + "'");
   o.type = *t;
   if (auto re = name_pattern::compile(o.pattern); !re)
-    return detail::qp::fail(error_code::invalid_argument, "tensor type override '" + std::string(arg) +
+    return detail::qp::fail(error_code::invalid_argument, "tensor type override '" + detail::np::excerpt(arg) +
                                                               "': bad regular expression (" + re.error().context + ")");
   return o;
 }

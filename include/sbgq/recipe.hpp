@@ -158,7 +158,8 @@ inline result<recipe> parse_recipe_json(std::string_view json, const std::string
     SBGQ_TRY(rule.type, parse_type(t, where));
     if (auto re = name_pattern::compile(rule.pattern); !re)
       return fail(error_code::bad_value,
-                  source + ": " + where + ": bad regular expression '" + rule.pattern + "' (" + re.error().context + ")");
+                  source + ": " + where + ": bad regular expression '" + detail::np::excerpt(rule.pattern) + "' (" +
+                      re.error().context + ")");
     r.rules.push_back(std::move(rule));
   }
   return r;

@@ -342,6 +342,40 @@ TEST_CASE("auto meets its budget and a larger budget buys a smaller estimated er
   }
 }
 
+TEST_CASE("recipe rules std::regex cannot take safely are clear errors") {
+  // 20,000 nested groups overflowed std::regex's recursive parser (SIGSEGV).
+  const std::string deep = std::string(20000, '(') + "attn" + std::string(20000, ')');
+  const std::string json = R"({"default": "q4_k", "rules": [{"match": "ffn", "type": "q8_0"}, {"match": ")" + deep +
+                           R"(", "type": "q8_0"}]})";
+  auto r = sbgq::parse_recipe_json(json, "deep.json");
+  REQUIRE_FALSE(r.has_value());
+  CHECK(r.error().code == sbgq::error_code::bad_value);
+  CHECK(r.error().message().find("[sbgq.recipe.bad_value] deep.json: rules[1]: bad regular expression '((((") == 0);
+  CHECK(r.error().message().find("longer than 1024 bytes (40004)") != std::string::npos);
+  CHECK(r.error().message().size() < 400);  // the pattern is shown shortened
+  auto look = sbgq::parse_recipe_json(R"j({"default": "q4_k", "rules": [{"match": "(?!ffn)", "type": "q8_0"}]})j", "l.json");
+  REQUIRE_FALSE(look.has_value());
+  CHECK(look.error().message() ==
+        "[sbgq.recipe.bad_value] l.json: rules[0]: bad regular expression '(?!ffn)' (pattern '(?!ffn)': lookahead '(?!' "
+        "is not supported at position 0)");
+
+  // A recipe built in code is checked when its types are chosen.
+  sbgq::recipe rc = sbgq::seed_iq4_xs_recipe();
+  rc.rules.push_back({std::string(100, '(') + std::string(100, ')'), ggml_type::q8_0});
+  std::vector<sbgq::gguf_tensor_info> t(1);
+  t[0].name = "blk.0.ffn_up.weight";
+  t[0].n_dims = 2;
+  t[0].ne = {256, 256, 1, 1};
+  auto types = sbgq::recipe_types(rc, sbgq::model_facts{}, t, false);
+  REQUIRE_FALSE(types.has_value());
+  CHECK(types.error().code == sbgq::error_code::bad_value);
+  CHECK(types.error().message().find("recipe 'seed-iq4_xs': rules[6]: bad regular expression (pattern '((((") !=
+        std::string::npos);
+  CHECK(types.error().message().find("nested more than 64 deep at position 64") != std::string::npos);
+  rc.rules.pop_back();
+  CHECK(sbgq::recipe_types(rc, sbgq::model_facts{}, t, false).value() == std::vector<ggml_type>{ggml_type::iq4_xs});
+}
+
 TEST_CASE("bad input fails clearly and leaves no file") {
   const std::string out = tmp("bad.gguf");
   std::filesystem::remove(out);

@@ -396,6 +396,49 @@ TEST_CASE("quantization type names parse like llama-quantize's") {
   }
 }
 
+TEST_CASE("--tensor-type patterns std::regex cannot take safely are clear errors") {
+  // 20,000 nested groups overflowed std::regex's recursive parser (SIGSEGV); 100 are
+  // over name_pattern's depth limit; a{1000}{1000} would compile to a million states.
+  const std::string deep = std::string(20000, '(') + "attn" + std::string(20000, ')');
+  const std::string nested = std::string(100, '(') + "attn" + std::string(100, ')');
+  struct bad_case {
+    std::string pattern;
+    const char* why;
+  };
+  for (const bad_case& c : {bad_case{deep, "longer than 1024 bytes"}, bad_case{nested, "nested more than 64 deep"},
+                            bad_case{"a{1000}{1000}", "more than 10000 instructions"},
+                            bad_case{"(?!attn)", "lookahead '(?!' is not supported at position 0"}}) {
+    CAPTURE(c.pattern.substr(0, 40));
+    auto r = sbgq::parse_tensor_type_override(c.pattern + "=q8_0");
+    REQUIRE_FALSE(r.has_value());
+    CHECK(r.error().code == sbgq::error_code::invalid_argument);
+    CHECK(r.error().message().find("[sbgq.quantize.invalid_argument] tensor type override '" + c.pattern.substr(0, 40)) == 0);
+    CHECK(r.error().message().find("bad regular expression (pattern '") != std::string::npos);
+    CHECK(r.error().message().find(c.why) != std::string::npos);
+    CHECK(r.error().message().size() < 400);  // long patterns are shown shortened
+    // A policy built in code, not through the parser, is checked by the type choice.
+    sbgq::quant_policy p;
+    p.tensor_types.push_back({c.pattern, ggml_type::q8_0});
+    auto plan = sbgq::choose_tensor_types(sbgq::model_facts{}, {}, p, false);
+    REQUIRE_FALSE(plan.has_value());
+    CHECK(plan.error().code == sbgq::error_code::invalid_argument);
+    CHECK(plan.error().message().find("bad --tensor-type regular expression: pattern '") != std::string::npos);
+    CHECK(plan.error().message().find(c.why) != std::string::npos);
+  }
+  // A backtracking bomb is an ordinary pattern: it compiles, and simply does not match.
+  std::vector<sbgq::gguf_tensor_info> t(1);
+  t[0].name = "blk.0.aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.weight";
+  t[0].n_dims = 2;
+  t[0].ne = {256, 256, 1, 1};
+  t[0].type = ggml_type::f32;
+  sbgq::quant_policy p;
+  p.ftype = llama_ftype::mostly_q8_0;
+  p.tensor_types.push_back(sbgq::parse_tensor_type_override("(a|aa)*c=q4_k").value());
+  auto plan = sbgq::choose_tensor_types(sbgq::model_facts{}, t, p, false);
+  REQUIRE(plan.has_value());
+  CHECK(plan->tensors[0].type == ggml_type::q8_0);
+}
+
 TEST_CASE("visiting order: layer number as sscanf(\"blk.%d.\") reads it, then the name") {
   CHECK(sbgq::tensor_layer_key("output.weight") == -1);
   CHECK(sbgq::tensor_layer_key("blk.0.attn_v.weight") == 0);

@@ -32,7 +32,6 @@
 #include <cstddef>
 #include <cstdint>
 #include <optional>
-#include <regex>
 #include <span>
 #include <string>
 #include <string_view>
@@ -42,6 +41,7 @@
 #include "error.hpp"
 #include "ggml_types.hpp"
 #include "gguf.hpp"
+#include "name_pattern.hpp"
 
 SBGQ_BEGIN_NAMESPACE
 
@@ -131,8 +131,9 @@ inline result<llama_ftype> parse_quant_type(std::string_view s) {
 
 // ---- options -----------------------------------------------------------------------
 
-/// One --tensor-type PATTERN=TYPE: tensors whose name matches `pattern` (std::regex,
-/// ECMAScript, regex_search: anywhere in the name) get `type`.
+/// One --tensor-type PATTERN=TYPE: tensors whose name matches `pattern` (anywhere in the
+/// name, as llama-quantize's std::regex_search; the bounded subset of name_pattern.hpp)
+/// get `type`.
 struct tensor_type_override {
   std::string pattern;
   ggml_type type = ggml_type::f16;
@@ -141,7 +142,7 @@ struct tensor_type_override {
 /// Parses "PATTERN=TYPE" as llama-quantize's --tensor-type does: split at the FIRST '=',
 /// the pattern lower-cased (so `\D` becomes `\d`, as there), the type a ggml type name in
 /// any case ("q6_k", "Q8_0", "f16"). Errors: invalid_argument (no '=', empty pattern or
-/// type, unknown type, pattern that is not a valid regex).
+/// type, unknown type, pattern that name_pattern::compile refuses).
 inline result<tensor_type_override> parse_tensor_type_override(std::string_view arg) {
   const std::size_t eq = arg.find('=');
   if (eq == std::string_view::npos)
@@ -161,15 +162,9 @@ inline result<tensor_type_override> parse_tensor_type_override(std::string_view 
     return detail::qp::fail(error_code::invalid_argument, "tensor type override '" + std::string(arg) +
                                                               "': unknown ggml type '" + std::string(tname) + "'");
   o.type = *t;
-#if SBGQ_EXCEPTIONS
-  try {
-    std::regex re(o.pattern);
-    (void)re;
-  } catch (const std::regex_error& e) {
-    return detail::qp::fail(error_code::invalid_argument,
-                            "tensor type override '" + std::string(arg) + "': bad regular expression (" + e.what() + ")");
-  }
-#endif
+  if (auto re = name_pattern::compile(o.pattern); !re)
+    return detail::qp::fail(error_code::invalid_argument, "tensor type override '" + detail::np::excerpt(arg) +
+                                                              "': bad regular expression (" + re.error().context + ")");
   return o;
 }
 
@@ -560,9 +555,9 @@ inline result<ggml_type> shape_fallback(const gguf_tensor_info& info, ggml_type 
 ///
 /// Returns the tensors in visiting order, which is also the order to write them in.
 /// Errors (component "quantize"): invalid_argument (ftype not a preset sbgq offers, or a
-/// pattern that is not a valid regex), unsupported (a row length with no fallback for the
+/// pattern that name_pattern::compile refuses), unsupported (a row length with no fallback for the
 /// chosen type), bad_value (MoE tensor without a usable layer number).
-/// Pure: no I/O. Complexity: O(tensors x patterns) regex searches.
+/// Pure: no I/O. Complexity: O(tensors x patterns) name_pattern searches.
 inline result<type_plan> choose_tensor_types(const model_facts& model, std::span<const gguf_tensor_info> tensors,
                                              const quant_policy& policy, bool has_imatrix) {
   namespace qp = detail::qp;
@@ -572,17 +567,13 @@ inline result<type_plan> choose_tensor_types(const model_facts& model, std::span
                                                       " is not a file type sbgq produces (" + qp::preset_list() + ")");
   const ggml_type def = preset->default_type;
 
-  std::vector<std::regex> patterns;
+  std::vector<name_pattern> patterns;
   patterns.reserve(policy.tensor_types.size());
-#if SBGQ_EXCEPTIONS
-  try {
-#endif
-    for (const auto& o : policy.tensor_types) patterns.emplace_back(o.pattern);
-#if SBGQ_EXCEPTIONS
-  } catch (const std::regex_error& e) {
-    return qp::fail(error_code::invalid_argument, std::string("bad --tensor-type regular expression: ") + e.what());
+  for (const auto& o : policy.tensor_types) {
+    auto re = name_pattern::compile(o.pattern);
+    if (!re) return qp::fail(error_code::invalid_argument, "bad --tensor-type regular expression: " + re.error().context);
+    patterns.push_back(std::move(*re));
   }
-#endif
 
   type_plan plan;
   qp::mix_state s;
@@ -636,7 +627,7 @@ inline result<type_plan> choose_tensor_types(const model_facts& model, std::span
     if (is_quantized(def)) {
       bool manual = false;
       for (std::size_t j = 0; j < patterns.size(); ++j)
-        if (std::regex_search(info.name, patterns[j])) {
+        if (patterns[j].search(info.name)) {
           t = policy.tensor_types[j].type;
           manual = true;
           c.source = type_source::pattern;

@@ -25,7 +25,6 @@
 #include <algorithm>
 #include <cmath>
 #include <optional>
-#include <regex>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -34,13 +33,15 @@
 #include "error.hpp"
 #include "ggml_types.hpp"
 #include "gguf.hpp"
+#include "name_pattern.hpp"
 #include "quant_policy.hpp"
 
 SBGQ_BEGIN_NAMESPACE
 
 enum class recipe_kind : std::uint8_t { llama_preset, rules, automatic };
 
-/// One rule: tensors whose GGUF name matches `pattern` (std::regex_search) get `type`.
+/// One rule: tensors whose GGUF name matches `pattern` (anywhere, as std::regex_search;
+/// the bounded subset of name_pattern.hpp) get `type`.
 struct recipe_rule {
   std::string pattern;
   ggml_type type = ggml_type::q8_0;
@@ -155,14 +156,10 @@ inline result<recipe> parse_recipe_json(std::string_view json, const std::string
     recipe_rule rule;
     rule.pattern = std::string(m);
     SBGQ_TRY(rule.type, parse_type(t, where));
-#if SBGQ_EXCEPTIONS
-    try {
-      std::regex re(rule.pattern);
-      (void)re;
-    } catch (const std::regex_error& ex) {
-      return fail(error_code::bad_value, source + ": " + where + ": bad regular expression '" + rule.pattern + "' (" + ex.what() + ")");
-    }
-#endif
+    if (auto re = name_pattern::compile(rule.pattern); !re)
+      return fail(error_code::bad_value,
+                  source + ": " + where + ": bad regular expression '" + detail::np::excerpt(rule.pattern) + "' (" +
+                      re.error().context + ")");
     r.rules.push_back(std::move(rule));
   }
   return r;
@@ -191,7 +188,8 @@ inline bool is_quantizable_tensor(const gguf_tensor_info& t) {
 /// The type of every tensor of `tensors` (same order) under a llama-preset or rules
 /// recipe. `has_imatrix` matters for llama presets (the IQ4 ffn_down rule). Errors:
 /// invalid_argument for an automatic recipe (see choose_auto_types), those of
-/// choose_tensor_types, unsupported when a row length has no fallback.
+/// choose_tensor_types, bad_value for a rule pattern name_pattern refuses, unsupported
+/// when a row length has no fallback. O(tensors x rules x name length x pattern size).
 inline result<std::vector<ggml_type>> recipe_types(const recipe& r, const model_facts& facts,
                                                    std::span<const gguf_tensor_info> tensors, bool has_imatrix) {
   std::vector<ggml_type> out(tensors.size());
@@ -205,13 +203,19 @@ inline result<std::vector<ggml_type>> recipe_types(const recipe& r, const model_
   }
   if (r.kind == recipe_kind::automatic)
     return detail::rc::fail(error_code::invalid_argument, "recipe 'auto' needs measured errors (choose_auto_types)");
-  std::vector<std::regex> res;
-  for (const recipe_rule& rule : r.rules) res.emplace_back(rule.pattern);
+  std::vector<name_pattern> res;
+  for (std::size_t j = 0; j < r.rules.size(); ++j) {
+    auto re = name_pattern::compile(r.rules[j].pattern);
+    if (!re)
+      return detail::rc::fail(error_code::bad_value, "recipe '" + r.name + "': rules[" + std::to_string(j) +
+                                                         "]: bad regular expression (" + re.error().context + ")");
+    res.push_back(std::move(*re));
+  }
   for (std::size_t i = 0; i < tensors.size(); ++i) {
     if (!is_quantizable_tensor(tensors[i])) continue;
     ggml_type t = r.default_type;
     for (std::size_t j = 0; j < res.size(); ++j)
-      if (std::regex_search(tensors[i].name, res[j])) {
+      if (res[j].search(tensors[i].name)) {
         t = r.rules[j].type;
         break;
       }

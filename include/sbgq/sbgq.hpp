@@ -37,6 +37,7 @@
 #include "codec/rows.hpp"
 #include "imatrix.hpp"
 #include "convert.hpp"
+#include "name_pattern.hpp"
 #include "quant_policy.hpp"
 #include "quantize.hpp"
 #include "synth.hpp"

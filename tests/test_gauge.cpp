@@ -818,9 +818,15 @@ TEST_CASE("errors and edge cases") {
     CHECK(w.ffn_down == m.layers[0].ffn_down);
     const sbgq::imatrix& im = calib_imatrix(m);
     auto q4 = sbgq::solve_gauge(m.c, 0, w, im, [](const std::string&) { return ggml_type::q4_k; }, gauge_options{});
-    REQUIRE_FALSE(q4.has_value());  // rows of 128 / 192 are not whole Q4_K blocks
-    CHECK(q4.error().code == sbgq::error_code::size_mismatch);
-    CHECK(q4.error().context.find("blk.0.") != std::string::npos);
+    // Rows of 128 / 192 are not whole Q4_K blocks: llama.cpp writes them as Q5_0, which
+    // sbgq has no codec to score, so every transform is skipped with a note (it used to
+    // fail on such valid shapes).
+    REQUIRE(q4.has_value());
+    CHECK(q4->input_scales.empty());
+    CHECK_FALSE(q4->notes.empty());
+    CHECK(q4->notes[0].find("not scored") != std::string::npos);
+    CHECK(q4->notes[0].find("falls back to q5_0") != std::string::npos);
+    CHECK(w.ffn_down == m.layers[0].ffn_down);
     gauge_options o;
     o.max_scale = 0.5f;
     CHECK(sbgq::solve_gauge(m.c, 0, w, im, [](const std::string&) { return ggml_type::q8_0; }, o).error().code ==

@@ -486,6 +486,7 @@ TEST_CASE("a NaN in a weight kept at F32 is an error naming the tensor, in the p
   CHECK_FALSE(std::filesystem::exists(out));
   // The converter names the tensor too.
   const std::string f32 = tmp("nan-model-f32.gguf");
+  std::filesystem::remove(f32);  // left by an earlier run's quantize case
   sbgq::convert_options co;
   co.outtype = ggml_type::f32;
   auto c = sbgq::convert_checkpoint(dir, f32, co);

@@ -26,7 +26,7 @@
 #include <vector>
 
 #include "sbgq/codec/rows.hpp"
-#include "sbgq/parallel.hpp"
+#include "sbgq/core/parallel.hpp"
 #include "sbgq/simd/dispatch.hpp"
 #include "support/oracle.hpp"
 #include "support/rng.hpp"

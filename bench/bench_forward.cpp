@@ -12,7 +12,7 @@
 #include <thread>
 #include <vector>
 
-#include "sbgq/forward.hpp"
+#include "sbgq/model/forward.hpp"
 #include "support/oracle.hpp"
 #include "support/tiny_qwen35.hpp"
 

@@ -25,8 +25,8 @@
 #include <string>
 #include <vector>
 
-#include <sbgq/fwht.hpp>
-#include <sbgq/hadamard.hpp>
+#include <sbgq/transform/fwht.hpp>
+#include <sbgq/transform/hadamard.hpp>
 
 #include "support/rng.hpp"
 

@@ -18,7 +18,7 @@
 #include <thread>
 #include <vector>
 
-#include "sbgq/gptq.hpp"
+#include "sbgq/quant/gptq.hpp"
 #include "support/rng.hpp"
 
 namespace {

@@ -13,7 +13,7 @@
 #include <string>
 #include <vector>
 
-#include "sbgq/safetensors.hpp"
+#include "sbgq/io/safetensors.hpp"
 #include "support/rng.hpp"
 
 namespace {

@@ -18,7 +18,7 @@
 #include <string>
 #include <vector>
 
-#include <sbgq/tokenizer.hpp>
+#include <sbgq/model/tokenizer.hpp>
 
 #include "support/oracle.hpp"
 #include "support/vocab_gguf.hpp"

@@ -27,9 +27,9 @@
 #include "sbgq/calibrate.hpp"
 #include "sbgq/convert.hpp"
 #include "sbgq/evaluate.hpp"
-#include "sbgq/gguf.hpp"
+#include "sbgq/io/gguf.hpp"
 #include "sbgq/pipeline.hpp"
-#include "sbgq/weights.hpp"
+#include "sbgq/model/weights.hpp"
 #include "support/oracle.hpp"
 
 namespace {

@@ -12,8 +12,8 @@
 #include <map>
 #include <sbgq/calibrate.hpp>
 #include <sbgq/convert.hpp>
-#include <sbgq/tokenizer.hpp>
-#include <sbgq/weights.hpp>
+#include <sbgq/model/tokenizer.hpp>
+#include <sbgq/model/weights.hpp>
 #include <string>
 #include <vector>
 

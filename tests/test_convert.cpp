@@ -11,8 +11,8 @@
 #include <fstream>
 #include <functional>
 #include <sbgq/convert.hpp>
-#include <sbgq/model_source.hpp>
-#include <sbgq/weights.hpp>
+#include <sbgq/model/model_source.hpp>
+#include <sbgq/model/weights.hpp>
 #include <span>
 #include <string>
 #include <vector>

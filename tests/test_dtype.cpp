@@ -5,7 +5,7 @@
 #include <bit>
 #include <cstdint>
 #include <ios>
-#include <sbgq/dtype.hpp>
+#include <sbgq/core/dtype.hpp>
 #include <vector>
 
 #include "support/oracle.hpp"

@@ -13,7 +13,7 @@
 #include <string>
 #include <vector>
 
-#include "sbgq/forward.hpp"
+#include "sbgq/model/forward.hpp"
 #include "sbgq/simd/dispatch.hpp"
 #include "support/oracle.hpp"
 #include "support/tiny_qwen35.hpp"

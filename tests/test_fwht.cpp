@@ -15,7 +15,7 @@
 #include <string>
 #include <vector>
 
-#include <sbgq/fwht.hpp>
+#include <sbgq/transform/fwht.hpp>
 
 #include "support/rng.hpp"
 

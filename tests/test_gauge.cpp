@@ -33,11 +33,11 @@
 #include <numeric>
 #include <sbgq/calibrate.hpp>
 #include <sbgq/codec/rows.hpp>
-#include <sbgq/forward.hpp>
-#include <sbgq/gauge.hpp>
-#include <sbgq/safetensors.hpp>
-#include <sbgq/tokenizer.hpp>
-#include <sbgq/weights.hpp>
+#include <sbgq/model/forward.hpp>
+#include <sbgq/transform/gauge.hpp>
+#include <sbgq/io/safetensors.hpp>
+#include <sbgq/model/tokenizer.hpp>
+#include <sbgq/model/weights.hpp>
 #include <string>
 #include <vector>
 

@@ -1,7 +1,7 @@
 // Our ggml type table against libggml-base's for every id.
 #include <doctest/doctest.h>
 
-#include <sbgq/ggml_types.hpp>
+#include <sbgq/io/ggml_types.hpp>
 #include <string>
 
 #include "support/oracle.hpp"

@@ -17,7 +17,7 @@
 #include <fstream>
 #include <iterator>
 #include <limits>
-#include <sbgq/gguf.hpp>
+#include <sbgq/io/gguf.hpp>
 #include <string>
 #include <vector>
 

@@ -4,7 +4,7 @@
 // every byte stream; an independent objective tr(dW H dW^T) computed here with a plain
 // full Eigen product on the oracle-decoded matrix; sbgq::quantize_rows (itself
 // byte-checked against ggml_quantize_chunk in the codec tests) for the diagonal-H control.
-#include <sbgq/gptq.hpp>
+#include <sbgq/quant/gptq.hpp>
 
 #include <doctest/doctest.h>
 

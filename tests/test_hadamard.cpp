@@ -19,7 +19,7 @@
 #include <string>
 #include <vector>
 
-#include <sbgq/hadamard.hpp>
+#include <sbgq/transform/hadamard.hpp>
 
 #include "support/rng.hpp"
 

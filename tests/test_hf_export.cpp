@@ -24,11 +24,11 @@
 #include <vector>
 
 #include "sbgq/convert.hpp"
-#include "sbgq/gguf.hpp"
+#include "sbgq/io/gguf.hpp"
 #include "sbgq/hf_export.hpp"
-#include "sbgq/rotation.hpp"
-#include "sbgq/safetensors.hpp"
-#include "sbgq/weights.hpp"
+#include "sbgq/transform/rotation.hpp"
+#include "sbgq/io/safetensors.hpp"
+#include "sbgq/model/weights.hpp"
 #include "support/oracle.hpp"
 #include "support/rng.hpp"
 #include "support/tiny_qwen35.hpp"

@@ -4,7 +4,7 @@
 
 #include <cstring>
 #include <filesystem>
-#include <sbgq/imatrix.hpp>
+#include <sbgq/io/imatrix.hpp>
 #include <string>
 #include <vector>
 

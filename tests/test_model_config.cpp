@@ -2,7 +2,7 @@
 // layouts, and a corpus of wrong configs that must each fail with a clear message.
 #include <doctest/doctest.h>
 
-#include <sbgq/model_config.hpp>
+#include <sbgq/model/model_config.hpp>
 #include <string>
 
 namespace {

@@ -14,7 +14,7 @@
 
 #include <cstddef>
 #include <regex>
-#include <sbgq/name_pattern.hpp>
+#include <sbgq/core/name_pattern.hpp>
 #include <string>
 #include <vector>
 

@@ -19,8 +19,8 @@
 #include <sbgq/calibrate.hpp>
 #include <sbgq/convert.hpp>
 #include <sbgq/quantize.hpp>
-#include <sbgq/tokenizer.hpp>
-#include <sbgq/weights.hpp>
+#include <sbgq/model/tokenizer.hpp>
+#include <sbgq/model/weights.hpp>
 #include <string>
 #include <vector>
 

@@ -2,8 +2,8 @@
 // tiny model's README, and the V-head reorder of section 7.4 on hand-made inputs.
 #include <doctest/doctest.h>
 
-#include <sbgq/layer_weights.hpp>
-#include <sbgq/qwen35_tensors.hpp>
+#include <sbgq/model/layer_weights.hpp>
+#include <sbgq/model/qwen35_tensors.hpp>
 #include <memory>
 #include <set>
 

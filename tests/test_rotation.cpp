@@ -23,12 +23,12 @@
 #include <string>
 #include <vector>
 
-#include "sbgq/forward.hpp"
-#include "sbgq/rotation.hpp"
-#include "sbgq/safetensors.hpp"
+#include "sbgq/model/forward.hpp"
+#include "sbgq/transform/rotation.hpp"
+#include "sbgq/io/safetensors.hpp"
 #include "sbgq/simd/dispatch.hpp"
-#include "sbgq/tokenizer.hpp"
-#include "sbgq/weights.hpp"
+#include "sbgq/model/tokenizer.hpp"
+#include "sbgq/model/weights.hpp"
 #include "support/rng.hpp"
 #include "support/tiny_qwen35.hpp"
 

@@ -17,7 +17,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
-#include <sbgq/safetensors.hpp>
+#include <sbgq/io/safetensors.hpp>
 #include <set>
 #include <string>
 #include <vector>

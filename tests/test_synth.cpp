@@ -10,8 +10,8 @@
 #include <fstream>
 #include <map>
 #include <sbgq/convert.hpp>
-#include <sbgq/model_source.hpp>
-#include <sbgq/synth.hpp>
+#include <sbgq/model/model_source.hpp>
+#include <sbgq/model/synth.hpp>
 #include <string>
 #include <vector>
 

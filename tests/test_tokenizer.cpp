@@ -7,7 +7,7 @@
 // GGUF written by llama.cpp's gguf writer from the same HF files (support/vocab_gguf.hpp).
 #include <doctest/doctest.h>
 
-#include <sbgq/tokenizer.hpp>
+#include <sbgq/model/tokenizer.hpp>
 
 #include <chrono>
 #include <cstdint>

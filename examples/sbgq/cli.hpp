@@ -7,9 +7,9 @@
 #include <cstdio>
 #include <cstdlib>
 #include <optional>
-#include <sbgq/error.hpp>
-#include <sbgq/mapped_file.hpp>
-#include <sbgq/output_file.hpp>
+#include <sbgq/core/error.hpp>
+#include <sbgq/core/mapped_file.hpp>
+#include <sbgq/core/output_file.hpp>
 #include <string>
 #include <string_view>
 #include <unistd.h>

@@ -15,9 +15,9 @@
 #include "pipeline_summary.hpp"
 #include <sbgq/convert.hpp>
 #include <sbgq/evaluate.hpp>
-#include <sbgq/model_source.hpp>
+#include <sbgq/model/model_source.hpp>
 #include <sbgq/pipeline.hpp>
-#include <sbgq/synth.hpp>
+#include <sbgq/model/synth.hpp>
 
 namespace sbgq::cli {
 

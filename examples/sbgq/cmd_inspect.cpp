@@ -8,8 +8,8 @@
 
 #include "cli.hpp"
 #include "commands.hpp"
-#include <sbgq/gguf.hpp>
-#include <sbgq/safetensors.hpp>
+#include <sbgq/io/gguf.hpp>
+#include <sbgq/io/safetensors.hpp>
 
 namespace sbgq::cli {
 

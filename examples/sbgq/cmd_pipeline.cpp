@@ -10,8 +10,8 @@
 #include "commands.hpp"
 #include "model_args.hpp"
 #include "pipeline_summary.hpp"
-#include <sbgq/imatrix.hpp>
-#include <sbgq/output_file.hpp>
+#include <sbgq/io/imatrix.hpp>
+#include <sbgq/core/output_file.hpp>
 #include <sbgq/pipeline.hpp>
 
 namespace sbgq::cli {

@@ -10,7 +10,7 @@
 
 #include "cli.hpp"
 #include "commands.hpp"
-#include <sbgq/imatrix.hpp>
+#include <sbgq/io/imatrix.hpp>
 #include <sbgq/quantize.hpp>
 
 namespace sbgq::cli {

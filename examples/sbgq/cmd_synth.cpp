@@ -4,7 +4,7 @@
 
 #include "cli.hpp"
 #include "commands.hpp"
-#include <sbgq/synth.hpp>
+#include <sbgq/model/synth.hpp>
 
 namespace sbgq::cli {
 

@@ -8,11 +8,11 @@
 #include "cli.hpp"
 #include "commands.hpp"
 #include "model_args.hpp"
-#include <sbgq/gauge.hpp>
-#include <sbgq/tokenizer.hpp>
+#include <sbgq/transform/gauge.hpp>
+#include <sbgq/model/tokenizer.hpp>
 #include <sbgq/hf_export.hpp>
-#include <sbgq/rotation.hpp>
-#include <sbgq/weights.hpp>
+#include <sbgq/transform/rotation.hpp>
+#include <sbgq/model/weights.hpp>
 
 namespace sbgq::cli {
 

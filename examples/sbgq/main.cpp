@@ -8,7 +8,7 @@
 
 #include "cli.hpp"
 #include "commands.hpp"
-#include <sbgq/output_file.hpp>
+#include <sbgq/core/output_file.hpp>
 #include <sbgq/simd/dispatch.hpp>
 
 namespace {

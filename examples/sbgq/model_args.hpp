@@ -3,7 +3,7 @@
 #pragma once
 
 #include <fstream>
-#include <sbgq/model_source.hpp>
+#include <sbgq/model/model_source.hpp>
 #include <sstream>
 #include <string>
 #include <vector>

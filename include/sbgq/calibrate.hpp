@@ -28,11 +28,11 @@
 #include <string>
 #include <vector>
 
-#include "base.hpp"
-#include "error.hpp"
-#include "forward.hpp"
-#include "imatrix.hpp"
-#include "model_config.hpp"
+#include "core/base.hpp"
+#include "core/error.hpp"
+#include "model/forward.hpp"
+#include "io/imatrix.hpp"
+#include "model/model_config.hpp"
 
 SBGQ_BEGIN_NAMESPACE
 

@@ -32,16 +32,16 @@
 
 #include <simdjson.h>
 
-#include "base.hpp"
+#include "core/base.hpp"
 #include "codec/registry.hpp"
 #include "codec/rows.hpp"
-#include "error.hpp"
-#include "gguf.hpp"
-#include "model_config.hpp"
-#include "output_file.hpp"
-#include "qwen35_tensors.hpp"
-#include "safetensors.hpp"
-#include "tokenizer.hpp"
+#include "core/error.hpp"
+#include "io/gguf.hpp"
+#include "model/model_config.hpp"
+#include "core/output_file.hpp"
+#include "model/qwen35_tensors.hpp"
+#include "io/safetensors.hpp"
+#include "model/tokenizer.hpp"
 
 SBGQ_BEGIN_NAMESPACE
 

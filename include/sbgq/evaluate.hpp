@@ -65,13 +65,13 @@
 #include <utility>
 #include <vector>
 
-#include "base.hpp"
-#include "detail/checked.hpp"
-#include "error.hpp"
-#include "forward.hpp"
-#include "mapped_file.hpp"
-#include "model_config.hpp"
-#include "output_file.hpp"
+#include "core/base.hpp"
+#include "core/detail/checked.hpp"
+#include "core/error.hpp"
+#include "model/forward.hpp"
+#include "core/mapped_file.hpp"
+#include "model/model_config.hpp"
+#include "core/output_file.hpp"
 
 SBGQ_BEGIN_NAMESPACE
 

@@ -39,16 +39,16 @@
 
 #include <simdjson.h>
 
-#include "base.hpp"
-#include "dtype.hpp"
-#include "error.hpp"
-#include "forward.hpp"
-#include "mapped_file.hpp"
-#include "model_config.hpp"
-#include "output_file.hpp"
-#include "qwen35_tensors.hpp"
-#include "safetensors.hpp"
-#include "tensor_view.hpp"
+#include "core/base.hpp"
+#include "core/dtype.hpp"
+#include "core/error.hpp"
+#include "model/forward.hpp"
+#include "core/mapped_file.hpp"
+#include "model/model_config.hpp"
+#include "core/output_file.hpp"
+#include "model/qwen35_tensors.hpp"
+#include "io/safetensors.hpp"
+#include "core/tensor_view.hpp"
 
 SBGQ_BEGIN_NAMESPACE
 

@@ -55,16 +55,16 @@
 #include <unistd.h>
 #endif
 
-#include "base.hpp"
+#include "core/base.hpp"
 #include "codec/blocks.hpp"
 #include "codec/registry.hpp"
 #include "codec/rows.hpp"
-#include "error.hpp"
-#include "ggml_types.hpp"
-#include "gguf.hpp"
-#include "imatrix.hpp"
-#include "output_file.hpp"
-#include "quant_policy.hpp"
+#include "core/error.hpp"
+#include "io/ggml_types.hpp"
+#include "io/gguf.hpp"
+#include "io/imatrix.hpp"
+#include "core/output_file.hpp"
+#include "quant/quant_policy.hpp"
 
 SBGQ_BEGIN_NAMESPACE
 

@@ -1,7 +1,7 @@
 // libFuzzer target: config.json parsing must never crash, whatever the bytes.
 #include <cstddef>
 #include <cstdint>
-#include <sbgq/model_config.hpp>
+#include <sbgq/model/model_config.hpp>
 #include <string_view>
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {

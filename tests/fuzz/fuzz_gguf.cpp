@@ -5,7 +5,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
-#include <sbgq/gguf.hpp>
+#include <sbgq/io/gguf.hpp>
 #include <span>
 #include <vector>
 

@@ -7,8 +7,8 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
-#include <sbgq/gguf.hpp>
-#include <sbgq/imatrix.hpp>
+#include <sbgq/io/gguf.hpp>
+#include <sbgq/io/imatrix.hpp>
 #include <span>
 #include <vector>
 

@@ -8,7 +8,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <regex>
-#include <sbgq/name_pattern.hpp>
+#include <sbgq/core/name_pattern.hpp>
 #include <string>
 #include <string_view>
 

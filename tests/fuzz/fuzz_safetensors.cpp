@@ -13,7 +13,7 @@
 #include <string_view>
 #include <vector>
 
-#include <sbgq/safetensors.hpp>
+#include <sbgq/io/safetensors.hpp>
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   const std::span<const std::byte> bytes(reinterpret_cast<const std::byte*>(data), size);

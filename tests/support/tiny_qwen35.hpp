@@ -22,13 +22,13 @@
 #include <string>
 #include <vector>
 
-#include "sbgq/dtype.hpp"
-#include "sbgq/forward.hpp"
-#include "sbgq/mapped_file.hpp"
-#include "sbgq/model_config.hpp"
-#include "sbgq/output_file.hpp"
-#include "sbgq/qwen35_tensors.hpp"
-#include "sbgq/weights.hpp"
+#include "sbgq/core/dtype.hpp"
+#include "sbgq/model/forward.hpp"
+#include "sbgq/core/mapped_file.hpp"
+#include "sbgq/model/model_config.hpp"
+#include "sbgq/core/output_file.hpp"
+#include "sbgq/model/qwen35_tensors.hpp"
+#include "sbgq/model/weights.hpp"
 
 namespace sbgq::test {
 

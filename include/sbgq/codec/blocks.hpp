@@ -20,8 +20,8 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "../base.hpp"
-#include "../dtype.hpp"
+#include "../core/base.hpp"
+#include "../core/dtype.hpp"
 
 SBGQ_BEGIN_NAMESPACE
 

@@ -15,8 +15,8 @@
 #include <string>
 #include <string_view>
 
-#include "../base.hpp"
-#include "../error.hpp"
+#include "../core/base.hpp"
+#include "../core/error.hpp"
 
 SBGQ_BEGIN_NAMESPACE
 namespace detail::codec {

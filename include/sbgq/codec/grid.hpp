@@ -27,9 +27,9 @@
 #include <cstdint>
 #include <cstring>
 
-#include "../base.hpp"
-#include "../dtype.hpp"
-#include "../ggml_types.hpp"
+#include "../core/base.hpp"
+#include "../core/dtype.hpp"
+#include "../io/ggml_types.hpp"
 #include "../simd/dispatch.hpp"
 #include "blocks.hpp"
 #include "common.hpp"

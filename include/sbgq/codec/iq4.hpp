@@ -17,9 +17,9 @@
 #include <cstdint>
 #include <span>
 
-#include "../base.hpp"
-#include "../dtype.hpp"
-#include "../error.hpp"
+#include "../core/base.hpp"
+#include "../core/dtype.hpp"
+#include "../core/error.hpp"
 #include "../simd/dispatch.hpp"
 #include "blocks.hpp"
 #include "common.hpp"

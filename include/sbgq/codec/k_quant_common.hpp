@@ -17,7 +17,7 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "../base.hpp"
+#include "../core/base.hpp"
 #include "common.hpp"
 
 SBGQ_BEGIN_NAMESPACE

@@ -13,8 +13,8 @@
 #include <cstdint>
 #include <span>
 
-#include "../base.hpp"
-#include "../error.hpp"
+#include "../core/base.hpp"
+#include "../core/error.hpp"
 #include "../simd/dispatch.hpp"
 #include "blocks.hpp"
 #include "common.hpp"

@@ -14,9 +14,9 @@
 #include <span>
 #include <string_view>
 
-#include "../base.hpp"
-#include "../dtype.hpp"
-#include "../ggml_types.hpp"
+#include "../core/base.hpp"
+#include "../core/dtype.hpp"
+#include "../io/ggml_types.hpp"
 #include "../simd/dispatch.hpp"
 #include "blocks.hpp"
 #include "iq4.hpp"

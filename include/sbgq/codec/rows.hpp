@@ -20,11 +20,11 @@
 #include <span>
 #include <string>
 
-#include "../base.hpp"
-#include "../detail/checked.hpp"
-#include "../error.hpp"
-#include "../ggml_types.hpp"
-#include "../parallel.hpp"
+#include "../core/base.hpp"
+#include "../core/detail/checked.hpp"
+#include "../core/error.hpp"
+#include "../io/ggml_types.hpp"
+#include "../core/parallel.hpp"
 #include "../simd/dispatch.hpp"
 #include "common.hpp"
 #include "registry.hpp"

@@ -5,7 +5,7 @@
 #include <array>
 #include <cstdint>
 
-#include "../base.hpp"
+#include "../core/base.hpp"
 
 SBGQ_BEGIN_NAMESPACE
 

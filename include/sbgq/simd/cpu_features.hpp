@@ -7,7 +7,7 @@
 
 #include <cstdint>
 
-#include "../base.hpp"
+#include "../core/base.hpp"
 
 #if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__))
 #include <cpuid.h>

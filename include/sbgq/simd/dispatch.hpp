@@ -15,7 +15,7 @@
 #include <cstring>
 #include <string_view>
 
-#include "../base.hpp"
+#include "../core/base.hpp"
 #include "cpu_features.hpp"
 
 SBGQ_BEGIN_NAMESPACE

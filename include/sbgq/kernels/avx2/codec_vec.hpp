@@ -29,7 +29,7 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "../../base.hpp"
+#include "../../core/base.hpp"
 
 // Kernel helpers that must be inlined into their loops (a call would pass the vectors
 // through memory): GCC's heuristics give up on the larger ones.

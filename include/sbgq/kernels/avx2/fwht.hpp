@@ -41,7 +41,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "../../base.hpp"
+#include "../../core/base.hpp"
 
 #if SBGQ_X86_KERNELS
 #include <immintrin.h>

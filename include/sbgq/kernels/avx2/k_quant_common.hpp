@@ -8,7 +8,7 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "../../base.hpp"
+#include "../../core/base.hpp"
 #include "codec_vec.hpp"
 
 #if SBGQ_X86_KERNELS

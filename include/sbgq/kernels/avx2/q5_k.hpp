@@ -9,10 +9,10 @@
 #include <cstdint>
 #include <span>
 
-#include "../../base.hpp"
+#include "../../core/base.hpp"
 #include "../../codec/blocks.hpp"
 #include "../../codec/k_quant_common.hpp"
-#include "../../dtype.hpp"
+#include "../../core/dtype.hpp"
 #include "q4_k.hpp"
 
 #if SBGQ_X86_KERNELS

@@ -18,12 +18,12 @@
 #include <cstdint>
 #include <span>
 
-#include "../../base.hpp"
+#include "../../core/base.hpp"
 #include "../../codec/blocks.hpp"
 #include "../../codec/common.hpp"
 #include "../../codec/k_quant_common.hpp"
 #include "../../codec/tables.hpp"
-#include "../../dtype.hpp"
+#include "../../core/dtype.hpp"
 #include "codec_vec.hpp"
 
 #if SBGQ_X86_KERNELS

@@ -15,11 +15,11 @@
 #include <cstdint>
 #include <span>
 
-#include "../../base.hpp"
+#include "../../core/base.hpp"
 #include "../../codec/blocks.hpp"
 #include "../../codec/common.hpp"
 #include "../../codec/k_quant_common.hpp"
-#include "../../dtype.hpp"
+#include "../../core/dtype.hpp"
 #include "codec_vec.hpp"
 #include "k_quant_common.hpp"
 

@@ -23,9 +23,9 @@
 #include <cstdint>
 #include <span>
 
-#include "../../base.hpp"
+#include "../../core/base.hpp"
 #include "../../codec/blocks.hpp"
-#include "../../dtype.hpp"
+#include "../../core/dtype.hpp"
 
 #if SBGQ_X86_KERNELS
 #include <immintrin.h>

@@ -30,15 +30,15 @@
 #include <string>
 #include <vector>
 
-#include "base.hpp"
+#include "../core/base.hpp"
 #include "detail/unicode.hpp"
-#include "dtype.hpp"
-#include "error.hpp"
+#include "../core/dtype.hpp"
+#include "../core/error.hpp"
 #include "model_config.hpp"
-#include "output_file.hpp"
-#include "parallel.hpp"
+#include "../core/output_file.hpp"
+#include "../core/parallel.hpp"
 #include "qwen35_tensors.hpp"
-#include "safetensors.hpp"
+#include "../io/safetensors.hpp"
 #include "tokenizer.hpp"
 
 SBGQ_BEGIN_NAMESPACE

@@ -29,11 +29,11 @@
 #include <string_view>
 #include <vector>
 
-#include "base.hpp"
-#include "error.hpp"
-#include "ggml_types.hpp"
-#include "gguf.hpp"
-#include "name_pattern.hpp"
+#include "../core/base.hpp"
+#include "../core/error.hpp"
+#include "../io/ggml_types.hpp"
+#include "../io/gguf.hpp"
+#include "../core/name_pattern.hpp"
 #include "quant_policy.hpp"
 
 SBGQ_BEGIN_NAMESPACE

@@ -33,13 +33,13 @@
 #include <utility>
 #include <vector>
 
-#include "base.hpp"
-#include "detail/byte_reader.hpp"
-#include "detail/checked.hpp"
+#include "../core/base.hpp"
+#include "../core/detail/byte_reader.hpp"
+#include "../core/detail/checked.hpp"
 #include "detail/gguf_metadata.hpp"
-#include "error.hpp"
+#include "../core/error.hpp"
 #include "ggml_types.hpp"
-#include "mapped_file.hpp"
+#include "../core/mapped_file.hpp"
 
 SBGQ_BEGIN_NAMESPACE
 

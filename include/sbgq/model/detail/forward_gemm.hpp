@@ -21,7 +21,7 @@
 
 #include <cstddef>
 
-#include "../base.hpp"
+#include "../../core/base.hpp"
 
 #if SBGQ_X86_KERNELS
 #include <immintrin.h>

@@ -51,11 +51,11 @@
 #include <utility>
 #include <vector>
 
-#include "base.hpp"
-#include "error.hpp"
+#include "../core/base.hpp"
+#include "../core/error.hpp"
 #include "fwht.hpp"
-#include "parallel.hpp"
-#include "simd/dispatch.hpp"
+#include "../core/parallel.hpp"
+#include "../simd/dispatch.hpp"
 
 SBGQ_BEGIN_NAMESPACE
 

@@ -29,8 +29,8 @@
 #include <string_view>
 #include <vector>
 
-#include "base.hpp"
-#include "error.hpp"
+#include "../core/base.hpp"
+#include "../core/error.hpp"
 #include "layer_weights.hpp"
 #include "model_config.hpp"
 

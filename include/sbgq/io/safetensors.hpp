@@ -54,12 +54,12 @@
 
 #include <simdjson.h>
 
-#include "base.hpp"
-#include "detail/checked.hpp"
-#include "error.hpp"
-#include "mapped_file.hpp"
-#include "output_file.hpp"
-#include "tensor_view.hpp"
+#include "../core/base.hpp"
+#include "../core/detail/checked.hpp"
+#include "../core/error.hpp"
+#include "../core/mapped_file.hpp"
+#include "../core/output_file.hpp"
+#include "../core/tensor_view.hpp"
 
 SBGQ_BEGIN_NAMESPACE
 

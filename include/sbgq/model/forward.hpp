@@ -46,12 +46,12 @@
 #include <string_view>
 #include <vector>
 
-#include "base.hpp"
+#include "../core/base.hpp"
 #include "detail/forward_ops.hpp"
-#include "error.hpp"
+#include "../core/error.hpp"
 #include "layer_weights.hpp"
 #include "model_config.hpp"
-#include "parallel.hpp"
+#include "../core/parallel.hpp"
 
 SBGQ_BEGIN_NAMESPACE
 

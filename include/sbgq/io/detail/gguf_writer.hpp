@@ -27,11 +27,11 @@
 #include <utility>
 #include <vector>
 
-#include "../base.hpp"
-#include "../error.hpp"
+#include "../../core/base.hpp"
+#include "../../core/error.hpp"
 #include "../ggml_types.hpp"
-#include "../output_file.hpp"
-#include "checked.hpp"
+#include "../../core/output_file.hpp"
+#include "../../core/detail/checked.hpp"
 #include "gguf_metadata.hpp"
 #include "../gguf.hpp"  // gguf_tensor_info, limits, detail::gguf_check_tensor
 

@@ -45,10 +45,10 @@
 
 #include <simdjson.h>
 
-#include "base.hpp"
+#include "../core/base.hpp"
 #include "detail/unicode.hpp"
-#include "error.hpp"
-#include "mapped_file.hpp"
+#include "../core/error.hpp"
+#include "../core/mapped_file.hpp"
 
 SBGQ_BEGIN_NAMESPACE
 

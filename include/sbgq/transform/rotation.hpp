@@ -46,12 +46,12 @@
 #include <utility>
 #include <vector>
 
-#include "base.hpp"
-#include "error.hpp"
-#include "forward.hpp"
+#include "../core/base.hpp"
+#include "../core/error.hpp"
+#include "../model/forward.hpp"
 #include "hadamard.hpp"
-#include "model_config.hpp"
-#include "parallel.hpp"
+#include "../model/model_config.hpp"
+#include "../core/parallel.hpp"
 
 SBGQ_BEGIN_NAMESPACE
 

@@ -31,7 +31,7 @@
 #include <utility>
 #include <vector>
 
-#include "base.hpp"
+#include "../core/base.hpp"
 #include "detail/forward_ops.hpp"
 #include "model_config.hpp"
 

@@ -16,12 +16,12 @@
 #include <string_view>
 #include <vector>
 
-#include "base.hpp"
-#include "error.hpp"
-#include "gguf.hpp"
+#include "../core/base.hpp"
+#include "../core/error.hpp"
+#include "../io/gguf.hpp"
 #include "model_config.hpp"
 #include "qwen35_tensors.hpp"
-#include "safetensors.hpp"
+#include "../io/safetensors.hpp"
 #include "tokenizer.hpp"
 #include "weights.hpp"
 

@@ -19,9 +19,9 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "../base.hpp"
-#include "../parallel.hpp"
-#include "../simd/dispatch.hpp"
+#include "../../core/base.hpp"
+#include "../../core/parallel.hpp"
+#include "../../simd/dispatch.hpp"
 #include "forward_gemm.hpp"
 
 SBGQ_BEGIN_NAMESPACE

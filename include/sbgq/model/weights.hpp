@@ -11,16 +11,16 @@
 #include <string>
 #include <vector>
 
-#include "base.hpp"
-#include "codec/rows.hpp"
-#include "convert.hpp"
-#include "error.hpp"
+#include "../core/base.hpp"
+#include "../codec/rows.hpp"
+#include "../convert.hpp"
+#include "../core/error.hpp"
 #include "forward.hpp"
-#include "gguf.hpp"
-#include "mapped_file.hpp"
+#include "../io/gguf.hpp"
+#include "../core/mapped_file.hpp"
 #include "model_config.hpp"
 #include "qwen35_tensors.hpp"
-#include "safetensors.hpp"
+#include "../io/safetensors.hpp"
 
 SBGQ_BEGIN_NAMESPACE
 

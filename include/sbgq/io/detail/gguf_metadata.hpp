@@ -30,8 +30,8 @@
 #include <variant>
 #include <vector>
 
-#include "../base.hpp"
-#include "../error.hpp"
+#include "../../core/base.hpp"
+#include "../../core/error.hpp"
 
 SBGQ_BEGIN_NAMESPACE
 

@@ -10,7 +10,7 @@
 
 #include <cstdint>
 
-#include "../base.hpp"
+#include "../../core/base.hpp"
 
 SBGQ_BEGIN_NAMESPACE
 namespace detail::unicode_data {

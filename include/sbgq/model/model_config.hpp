@@ -24,9 +24,9 @@
 
 #include <simdjson.h>
 
-#include "base.hpp"
-#include "error.hpp"
-#include "mapped_file.hpp"
+#include "../core/base.hpp"
+#include "../core/error.hpp"
+#include "../core/mapped_file.hpp"
 
 SBGQ_BEGIN_NAMESPACE
 

@@ -11,7 +11,7 @@
 #include <optional>
 #include <string_view>
 
-#include "base.hpp"
+#include "../core/base.hpp"
 
 SBGQ_BEGIN_NAMESPACE
 

@@ -23,7 +23,7 @@
 #include <string_view>
 #include <vector>
 
-#include "../base.hpp"
+#include "../../core/base.hpp"
 #include "unicode_tables.hpp"
 
 SBGQ_BEGIN_NAMESPACE

@@ -51,16 +51,16 @@
 #include <string>
 #include <vector>
 
-#include "base.hpp"
-#include "codec/common.hpp"
-#include "codec/grid.hpp"
-#include "codec/registry.hpp"
-#include "codec/rows.hpp"
-#include "dtype.hpp"
-#include "error.hpp"
-#include "ggml_types.hpp"
-#include "parallel.hpp"
-#include "simd/dispatch.hpp"
+#include "../core/base.hpp"
+#include "../codec/common.hpp"
+#include "../codec/grid.hpp"
+#include "../codec/registry.hpp"
+#include "../codec/rows.hpp"
+#include "../core/dtype.hpp"
+#include "../core/error.hpp"
+#include "../io/ggml_types.hpp"
+#include "../core/parallel.hpp"
+#include "../simd/dispatch.hpp"
 
 SBGQ_BEGIN_NAMESPACE
 

@@ -24,12 +24,12 @@
 #include <type_traits>
 #include <vector>
 
-#include "base.hpp"
-#include "error.hpp"
-#include "detail/byte_reader.hpp"
+#include "../core/base.hpp"
+#include "../core/error.hpp"
+#include "../core/detail/byte_reader.hpp"
 #include "gguf.hpp"
-#include "mapped_file.hpp"
-#include "output_file.hpp"
+#include "../core/mapped_file.hpp"
+#include "../core/output_file.hpp"
 
 SBGQ_BEGIN_NAMESPACE
 

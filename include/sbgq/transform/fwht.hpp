@@ -28,11 +28,11 @@
 #include <span>
 #include <string>
 
-#include "base.hpp"
-#include "error.hpp"
-#include "simd/dispatch.hpp"
-#include "kernels/avx2/fwht.hpp"
-#include "kernels/avx512/fwht.hpp"
+#include "../core/base.hpp"
+#include "../core/error.hpp"
+#include "../simd/dispatch.hpp"
+#include "../kernels/avx2/fwht.hpp"
+#include "../kernels/avx512/fwht.hpp"
 
 SBGQ_BEGIN_NAMESPACE
 

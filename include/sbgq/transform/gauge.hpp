@@ -81,17 +81,17 @@
 #include <string_view>
 #include <vector>
 
-#include "base.hpp"
-#include "calibrate.hpp"
-#include "codec/registry.hpp"
-#include "codec/rows.hpp"
-#include "error.hpp"
-#include "forward.hpp"
-#include "ggml_types.hpp"
-#include "imatrix.hpp"
-#include "model_config.hpp"
-#include "parallel.hpp"
-#include "quant_policy.hpp"
+#include "../core/base.hpp"
+#include "../calibrate.hpp"
+#include "../codec/registry.hpp"
+#include "../codec/rows.hpp"
+#include "../core/error.hpp"
+#include "../model/forward.hpp"
+#include "../io/ggml_types.hpp"
+#include "../io/imatrix.hpp"
+#include "../model/model_config.hpp"
+#include "../core/parallel.hpp"
+#include "../quant/quant_policy.hpp"
 
 SBGQ_BEGIN_NAMESPACE
 

@@ -19,8 +19,8 @@ int main(int argc, char** argv) {
   o.ctx = 256;
   o.chunks = 8;
   o.rounding = sbgq::rounding_mode::gptq;
-  o.progress = [](const sbgq::pipeline_event& e) {
-    if (e.stage == "calibrate") std::fprintf(stderr, "\rlayer %d/%d", e.layer + 1, e.n_layers);
+  o.progress = [](const sbgq::progress_event& e) {
+    if (e.stage == sbgq::progress_stage::calibrate) std::fprintf(stderr, "\rlayer %d/%d", e.layer + 1, e.n_layers);
   };
   auto rep = sbgq::run_pipeline(argv[1], argv[3], o);
   if (!rep) {

@@ -11,6 +11,8 @@
 #include <sbgq/core/detail/byte_reader.hpp>
 #include <sbgq/core/detail/checked.hpp>
 #include <sbgq/core/error.hpp>
+#include <sbgq/core/json.hpp>
+#include <sbgq/core/progress.hpp>
 #include <sbgq/core/mapped_file.hpp>
 #include <sbgq/core/output_file.hpp>
 #include <sbgq/core/parallel.hpp>
@@ -397,4 +399,68 @@ TEST_CASE("an output name near the 255-byte limit works: the temporary name is s
   auto too_long = sbgq::output_file::create((dir / std::string(256, 'x')).string());
   REQUIRE_FALSE(too_long.has_value());
   CHECK(too_long.error().message().find("the name is 256 bytes, longer than the file system's limit of 255") != std::string::npos);
+}
+
+TEST_CASE("json_writer: escapes, layouts and non-finite numbers") {
+  sbgq::json_writer j;
+  j.begin_object();
+  j.key("name").value("a \"quoted\" \\ name\n\x01");
+  j.key("n").value(std::uint64_t{18446744073709551615u});
+  j.key("x").value(0.1f);
+  j.key("nan").value(std::nan(""));
+  j.key("list").begin_array().value(1).value(true).null().end_array();
+  j.key("rows").begin_array(sbgq::json_layout::lines);
+  j.begin_object(sbgq::json_layout::inline_).key("k").value("v").end_object();
+  j.begin_object(sbgq::json_layout::inline_).end_object();
+  j.end_array();
+  j.key("empty").begin_object().end_object();
+  j.end_object();
+  const std::string text = std::move(j).str();
+  CHECK(text ==
+        "{\n"
+        "  \"name\": \"a \\\"quoted\\\" \\\\ name\\u000a\\u0001\",\n"
+        "  \"n\": 18446744073709551615,\n"
+        "  \"x\": 0.100000001,\n"
+        "  \"nan\": null,\n"
+        "  \"list\": [1, true, null],\n"
+        "  \"rows\": [\n"
+        "    {\"k\": \"v\"},\n"
+        "    {}\n"
+        "  ],\n"
+        "  \"empty\": {}\n"
+        "}\n");
+}
+
+TEST_CASE("progress_reporter: stamps events, keeps stage times, notes do not change the stage") {
+  std::vector<sbgq::progress_event> seen;
+  std::vector<std::string> messages;
+  const sbgq::progress_fn fn = [&](const sbgq::progress_event& e) {
+    seen.push_back(e);
+    messages.emplace_back(e.message);
+  };
+  sbgq::progress_reporter r(fn);
+  r(sbgq::progress_event::at(sbgq::progress_stage::quantize, 1.5).item(2, 5).on("blk.0.ffn_up.weight", "q4_K"));
+  r.note("a notice");
+  r(sbgq::progress_event::at(sbgq::progress_stage::write, -1.0));
+  r.finish();
+  REQUIRE(seen.size() == 4);
+  CHECK(seen[0].fraction == 1.0);  // clamped
+  CHECK(seen[0].index == 2);
+  CHECK(seen[0].count == 5);
+  CHECK(seen[1].stage == sbgq::progress_stage::note);
+  CHECK(messages[1] == "a notice");
+  CHECK(seen[2].fraction == 0.0);
+  CHECK(seen[3].stage == sbgq::progress_stage::done);
+  for (std::size_t i = 1; i < seen.size(); ++i) CHECK(seen[i].seconds >= seen[i - 1].seconds);
+  const auto times = r.stage_seconds();
+  CHECK(times.count("quantize") == 1);
+  CHECK(times.count("write") == 1);
+  CHECK(times.count("note") == 0);
+  CHECK(times.count("done") == 0);
+  // Without a callback the reporter still keeps times.
+  const sbgq::progress_fn none;
+  sbgq::progress_reporter quiet(none);
+  quiet(sbgq::progress_event::at(sbgq::progress_stage::read));
+  quiet.finish();
+  CHECK(quiet.stage_seconds().count("read") == 1);
 }

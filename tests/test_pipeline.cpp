@@ -16,6 +16,8 @@
 #include <string>
 #include <vector>
 
+#include <simdjson.h>
+
 #include "sbgq/calibrate.hpp"
 #include "sbgq/convert.hpp"
 #include "sbgq/io/gguf.hpp"
@@ -248,8 +250,31 @@ TEST_CASE("every recipe loads in libllama and stays close to the F32 model") {
     o.seed = 7;
     o.gauge = v.gauge;
     o.rounding = v.gptq ? sbgq::rounding_mode::gptq : sbgq::rounding_mode::plain;
+    std::vector<sbgq::progress_stage> stages;
+    std::size_t n_quantize_events = 0;
+    o.progress = [&](const sbgq::progress_event& e) {
+      if (e.stage != sbgq::progress_stage::note) stages.push_back(e.stage);
+      if (e.stage == sbgq::progress_stage::quantize) ++n_quantize_events;
+      CHECK(e.fraction >= 0.0);
+      CHECK(e.fraction <= 1.0);
+    };
     sbgq::pipeline_report rep;
     const std::string path = run(v.name, o, &rep);
+    // One quantize event per tensor, done last; the report's JSON parses and lists every tensor.
+    CHECK(n_quantize_events == rep.tensors.size());
+    REQUIRE_FALSE(stages.empty());
+    CHECK(stages.back() == sbgq::progress_stage::done);
+    {
+      const std::string json = sbgq::pipeline_report_json(rep);
+      simdjson::dom::parser parser;
+      auto doc = parser.parse(json);
+      REQUIRE_MESSAGE(!doc.error(), json);
+      auto tensors = doc["tensors"].get_array();
+      REQUIRE(!tensors.error());
+      CHECK(tensors.value().size() == rep.tensors.size());
+      CHECK(std::string_view(doc["recipe"].get_string().value()) == rep.recipe);
+    }
+    if (v.gauge) CHECK_FALSE(rep.layer_notes.empty());  // the solver reports on every layer
     const double kld = mean_kld(ref.z, logits_of(path), 8192);
     MESSAGE(label << ": " << rep.bits_per_weight() << " bits per weight, mean KLD vs F32 over " << ref.tokens.size()
                    << " tokens = " << kld);
@@ -287,6 +312,47 @@ TEST_CASE("rotation keeps the function: written at F32, libllama gives the F32 m
   CHECK(d_plain == 0.0);  // the same f32 values as the converter's file
   // f32 rounding noise of a 256-wide model, measured ~1e-5; a wrong fold gives > 0.1.
   CHECK(d_rot < 1e-3);
+}
+
+TEST_CASE("rotating a tied model gives it its own head after output_norm and keeps the function") {
+  // The tiny checkpoint declared tied: the same shards (lm_head.weight is then left out),
+  // config.json with tie_word_embeddings = true.
+  const std::filesystem::path tied = tmp("tied-model");
+  std::filesystem::remove_all(tied);
+  std::filesystem::create_directories(tied);
+  for (const auto& f : std::filesystem::directory_iterator(model_dir)) {
+    if (f.path().filename() == "config.json") continue;
+    std::filesystem::create_symlink(std::filesystem::absolute(f.path()), tied / f.path().filename());
+  }
+  std::string cfg = read_text(model_dir + "/config.json");
+  for (std::size_t at = 0; (at = cfg.find("\"tie_word_embeddings\": false", at)) != std::string::npos;)
+    cfg.replace(at, 29, "\"tie_word_embeddings\": true");
+  std::ofstream(tied / "config.json") << cfg;
+
+  sbgq::convert_options c;
+  c.outtype = ggml_type::f32;
+  const std::string ref_path = tmp("tied-f32.gguf");
+  REQUIRE(sbgq::convert_checkpoint(tied.string(), ref_path, c).has_value());
+  CHECK_FALSE(sbgq::gguf_file::open(ref_path).value().find_tensor("output.weight"));
+
+  const std::string recipe_path = tmp("f32-recipe-tied.json");
+  std::ofstream(recipe_path) << R"({"name": "all-f32", "default": "F32", "rules": []})";
+  auto o = base_options(recipe_path);
+  o.rotate = sbgq::rotation_mode::hadamard;
+  o.seed = 3;
+  const std::string out = tmp("tied-rot.gguf");
+  auto rep = sbgq::run_pipeline(tied.string(), out, o);
+  REQUIRE_MESSAGE(rep.has_value(), (rep ? "" : rep.error().message()));
+  auto f = sbgq::gguf_file::open(out).value();
+  REQUIRE(f.tensors().size() >= 3);
+  CHECK(f.tensors()[1].name == "output_norm.weight");
+  CHECK(f.tensors()[2].name == "output.weight");
+  oracle_model ref(ref_path, oracle_model::options{256, 256, 2, false, true});
+  oracle_model rot(out, oracle_model::options{256, 256, 2, false, true});
+  const auto tokens = eval_tokens(ref, 100);
+  const double d = max_rel_diff(rot.decode(tokens), ref.decode(tokens), 8192);
+  MESSAGE("tied model, rotated at F32: max |logits - F32 logits| / std = " << d);
+  CHECK(d < 1e-3);  // f32 rounding noise; a head without the final norm's gain gives > 0.1
 }
 
 TEST_CASE("a rotated and gauged provider (sbgq transform's path) computes the same function") {
@@ -362,7 +428,7 @@ TEST_CASE("recipe rules std::regex cannot take safely are clear errors") {
   // A recipe built in code is checked when its types are chosen.
   sbgq::recipe rc = sbgq::seed_iq4_xs_recipe();
   rc.rules.push_back({std::string(100, '(') + std::string(100, ')'), ggml_type::q8_0});
-  std::vector<sbgq::gguf_tensor_info> t(1);
+  std::vector<sbgq::tensor_desc> t(1);
   t[0].name = "blk.0.ffn_up.weight";
   t[0].n_dims = 2;
   t[0].ne = {256, 256, 1, 1};

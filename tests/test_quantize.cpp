@@ -268,12 +268,12 @@ sbgq::qwen35_config config_9b() {
 }
 
 /// Tensor infos of a config's GGUF (types as a converter writes them: F32 for norms etc.).
-std::vector<sbgq::gguf_tensor_info> plan_infos(const sbgq::qwen35_config& c, bool mtp, ggml_type weight_type) {
+std::vector<sbgq::tensor_desc> plan_infos(const sbgq::qwen35_config& c, bool mtp, ggml_type weight_type) {
   sbgq::tensor_plan_options po;
   po.include_mtp = mtp;
-  std::vector<sbgq::gguf_tensor_info> v;
+  std::vector<sbgq::tensor_desc> v;
   for (const auto& e : sbgq::qwen35_tensor_plan(c, po)) {
-    sbgq::gguf_tensor_info t;
+    sbgq::tensor_desc t;
     t.name = e.gguf_name;
     t.n_dims = static_cast<std::uint32_t>(e.ne.size());
     for (std::size_t j = 0; j < e.ne.size(); ++j) t.ne[j] = e.ne[j];
@@ -288,7 +288,7 @@ std::vector<sbgq::gguf_tensor_info> plan_infos(const sbgq::qwen35_config& c, boo
 /// (9B's 4096 and 12288 stay multiples of 256) and only 2 rows each: the quantizer reads
 /// only hyper-parameters and ne[0] (modulo the block sizes) for its choices.
 /// `ne0` may change a tensor's row length; `poke` may change one value.
-void write_synthetic(const std::string& path, const std::vector<sbgq::gguf_tensor_info>& tensors, std::int64_t n_layer,
+void write_synthetic(const std::string& path, const std::vector<sbgq::tensor_desc>& tensors, std::int64_t n_layer,
                      std::int64_t n_head, std::int64_t n_head_kv,
                      const std::map<std::string, std::int64_t>& ne0 = {},
                      const std::pair<std::string, float>& poke = {}) {
@@ -336,7 +336,7 @@ void check_types_against_oracle(const std::string& in, const sbgq::quantize_opti
   REQUIRE(file.has_value());
   auto facts = sbgq::model_facts::from_metadata(file->metadata());
   REQUIRE(facts.has_value());
-  auto plan = sbgq::choose_tensor_types(*facts, file->tensors(), o.policy, o.importance && !o.importance->entries.empty());
+  auto plan = sbgq::choose_tensor_types(*facts, file->descriptions(), o.policy, o.importance && !o.importance->entries.empty());
   REQUIRE_MESSAGE(plan.has_value(), (plan ? "" : plan.error().message()));
   REQUIRE(plan->tensors.size() == theirs->tensors().size());
   int bad = 0;
@@ -426,7 +426,7 @@ TEST_CASE("--tensor-type patterns std::regex cannot take safely are clear errors
     CHECK(plan.error().message().find(c.why) != std::string::npos);
   }
   // A backtracking bomb is an ordinary pattern: it compiles, and simply does not match.
-  std::vector<sbgq::gguf_tensor_info> t(1);
+  std::vector<sbgq::tensor_desc> t(1);
   t[0].name = "blk.0.aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.weight";
   t[0].n_dims = 2;
   t[0].ne = {256, 256, 1, 1};
@@ -445,7 +445,7 @@ TEST_CASE("visiting order: layer number as sscanf(\"blk.%d.\") reads it, then th
   CHECK(sbgq::tensor_layer_key("blk.31.ffn_down.weight") == 31);
   CHECK(sbgq::tensor_layer_key("blk.x.ffn_down.weight") == -1);
   CHECK(sbgq::tensor_layer_key("blk.") == -1);
-  std::vector<sbgq::gguf_tensor_info> t(5);
+  std::vector<sbgq::tensor_desc> t(5);
   t[0].name = "blk.10.attn_q.weight";
   t[1].name = "token_embd.weight";
   t[2].name = "blk.9.ffn_up.weight";
@@ -600,7 +600,7 @@ TEST_CASE("type choice agrees with llama_model_quantize on a 9B-shaped model, ev
 
   // Tied embeddings (no output.weight): token_embd takes the output rule (Q6_K), or
   // --output-tensor-type; --token-embedding-type wins over both.
-  std::vector<sbgq::gguf_tensor_info> tied;
+  std::vector<sbgq::tensor_desc> tied;
   for (const auto& t : infos)
     if (t.name != "output.weight") tied.push_back(t);
   const std::string in_tied = tmp("synthetic-9b-tied.gguf");

@@ -3,6 +3,7 @@
 #include <string>
 
 #include "cli.hpp"
+#include "progress_display.hpp"
 #include "commands.hpp"
 #include <sbgq/convert.hpp>
 
@@ -29,17 +30,8 @@ int cmd_convert(args& a) {
   }
   if (model.empty()) throw usage_error{"missing MODEL_DIR"};
   if (out.empty()) throw usage_error{"missing -o OUT.gguf"};
-  progress pg;
-  opt.progress = [&](int i, int n, const std::string& what) {
-    if (i < 0) {
-      pg.done();
-      std::fprintf(stderr, "sbgq convert: %s\n", what.c_str());
-      return;
-    }
-    char buf[256];
-    std::snprintf(buf, sizeof buf, "convert [%d/%d] %s", i + 1, n, what.c_str());
-    pg.line(buf, i + 1 == n);
-  };
+  progress_display pg("convert");
+  opt.progress = pg.callback();
   auto rep = unwrap(convert_checkpoint(model, out, opt));
   pg.done();
   std::printf("wrote %s: %zu tensors, %s (%s read) in %.2f s, %.2f GB/s read, peak RSS %s\n", out.c_str(), rep.n_tensors,

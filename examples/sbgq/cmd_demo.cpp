@@ -46,7 +46,7 @@ int cmd_demo(args& a) {
     else throw usage_error{"unknown option '" + f + "'"};
   }
   std::filesystem::create_directories(dir);
-  progress pg(2.0);
+  progress_display pg("pipeline", 2.0, "   ");
   const std::string model_dir = dir + "/tiny-synth", base_gguf = dir + "/tiny-f16.gguf";
   const std::string llama_gguf = dir + "/tiny-Q4_K_M.gguf", sbgq_gguf = dir + "/tiny-sbgq.gguf";
 
@@ -70,7 +70,7 @@ int cmd_demo(args& a) {
   po.calibration_name = "generated";
   po.ctx = 128;
   po.n_threads = n_threads;
-  po.progress = [&](const pipeline_event& e) { pg.line("   " + format_pipeline_event(e), false); };
+  po.progress = pg.callback();
   pipeline_options llama = po;
   llama.recipe = "llama-q4_k_m";
   llama.rotate = rotation_mode::none;

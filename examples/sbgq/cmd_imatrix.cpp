@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "cli.hpp"
+#include "progress_display.hpp"
 #include "commands.hpp"
 #include "model_args.hpp"
 #include <sbgq/calibrate.hpp>
@@ -57,14 +58,8 @@ int cmd_imatrix(args& a) {
                                                          opt.max_chunks > 0 ? opt.max_chunks : (1LL << 40));
     std::fprintf(stderr, "imatrix: %s, %zu tokens, %lld chunks of %lld\n", model.c_str(), toks.size(),
                  static_cast<long long>(n_chunks), static_cast<long long>(opt.ctx));
-    progress pg;
-    opt.progress = [&](int l, int n, double s) {
-      const double tps = static_cast<double>(n_chunks * opt.ctx) * l / n / (s > 0 ? s : 1);
-      char buf[200];
-      std::snprintf(buf, sizeof buf, "imatrix: layer %d/%d, %.1f s, %.0f tokens/s, ~%.0f s left", l, n, s, tps,
-                    s / l * (n - l));
-      pg.line(buf, l == n);
-    };
+    progress_display pg("imatrix");
+    opt.progress = pg.callback();
     auto r = unwrap(collect_calibration(m->config, *m->provider, toks, opt));
     pg.done();
     unwrap(im.merge(r.im));

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "cli.hpp"
+#include "progress_display.hpp"
 #include "commands.hpp"
 #include "model_args.hpp"
 #include <sbgq/evaluate.hpp>
@@ -49,13 +50,8 @@ int cmd_perplexity(args& a) {
                                                      std::span<const std::int32_t>(toks.data(), static_cast<std::size_t>(n_chunks * opt.ctx)))));
   std::fprintf(stderr, "perplexity: %s, %zu tokens, %lld chunks of %lld, scoring the second half of each\n", model.c_str(),
                toks.size(), static_cast<long long>(n_chunks), static_cast<long long>(opt.ctx));
-  progress pg;
-  opt.progress = [&](std::int64_t done, std::int64_t total, double ppl) {
-    char buf[160];
-    std::snprintf(buf, sizeof buf, "perplexity: [%lld/%lld] running PPL %.4f, %.1f s", static_cast<long long>(done),
-                  static_cast<long long>(total), ppl, pg.elapsed());
-    pg.line(buf, done == total);
-  };
+  progress_display pg("perplexity");
+  opt.progress = pg.callback();
   auto ev = unwrap(evaluate(m->config, *m->provider, toks, opt, writer ? &*writer : nullptr, base_file ? &*base_file : nullptr));
   pg.done();
   if (writer) unwrap(writer->commit());

@@ -89,8 +89,8 @@ int cmd_pipeline(args& a) {
       std::fprintf(stderr, "note: --imatrix without -f: plain rounding (gptq needs calibration text, -f TEXT)\n");
     }
   }
-  progress pg(2.0);
-  o.progress = [&](const pipeline_event& e) { pg.line(format_pipeline_event(e), e.stage == "done"); };
+  progress_display pg("pipeline", 2.0);
+  o.progress = pg.callback();
   auto rep = unwrap(run_pipeline(model, out, o));
   pg.done();
   print_pipeline_summary(rep, out);

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "cli.hpp"
+#include "progress_display.hpp"
 #include "commands.hpp"
 #include <sbgq/io/imatrix.hpp>
 #include <sbgq/quantize.hpp>
@@ -77,7 +78,7 @@ int cmd_quantize(args& a) {
   if (dry_run) {
     const gguf_file f = unwrap(gguf_file::open(in));
     const model_facts m = unwrap(model_facts::from_metadata(f.metadata()));
-    const type_plan plan = unwrap(choose_tensor_types(m, f.tensors(), opt.policy, opt.importance && !im.entries.empty()));
+    const type_plan plan = unwrap(choose_tensor_types(m, f.descriptions(), opt.policy, opt.importance && !im.entries.empty()));
     print_plan(plan);
     std::uint64_t bytes = 0, elems = 0;
     for (const auto& c : plan.tensors) {
@@ -91,14 +92,8 @@ int cmd_quantize(args& a) {
     return 0;
   }
 
-  progress pg;
-  opt.progress = [&](const quantize_progress& p) {
-    char buf[256];
-    std::snprintf(buf, sizeof buf, "quantize [%zu/%zu] %-32s %-6s -> %-6s %s", p.index + 1, p.count,
-                  p.tensor->name.c_str(), std::string(type_name(p.tensor->source_type)).c_str(),
-                  std::string(type_name(p.tensor->type)).c_str(), human_bytes(static_cast<double>(p.total_out)).c_str());
-    pg.line(buf, p.index + 1 == p.count);
-  };
+  progress_display pg("quantize");
+  opt.progress = pg.callback();
   const quantize_report rep = unwrap(quantize_file(in, out, opt));
   pg.done();
   if (show) print_plan(rep.plan);

@@ -3,6 +3,7 @@
 #include <string>
 
 #include "cli.hpp"
+#include "progress_display.hpp"
 #include "commands.hpp"
 #include <sbgq/model/synth.hpp>
 
@@ -24,12 +25,8 @@ int cmd_synth(args& a) {
   }
   if (out.empty()) throw usage_error{"missing -o DIR"};
   if (opt.preset == "tiny" && opt.shard_bytes == (std::uint64_t{4} << 30)) opt.shard_bytes = 12u << 20;  // two shards, like the shared tiny model
-  progress pg;
-  opt.progress = [&](std::size_t i, std::size_t n, const std::string& name) {
-    char buf[256];
-    std::snprintf(buf, sizeof buf, "synth [%zu/%zu] %s (%.1f s)", i + 1, n, name.c_str(), pg.elapsed());
-    pg.line(buf, i + 1 == n);
-  };
+  progress_display pg("synth");
+  opt.progress = pg.callback();
   auto rep = unwrap(synthesize_checkpoint(out, opt));
   pg.done();
   std::printf("wrote %s: preset %s, %zu tensors in %zu shards, %s in %.1f s (%.2f GB/s), peak RSS %s\n", out.c_str(),

@@ -6,9 +6,11 @@
 #include <string>
 
 #include "cli.hpp"
+#include "progress_display.hpp"
 #include "commands.hpp"
 #include "model_args.hpp"
 #include <sbgq/transform/gauge.hpp>
+#include <sbgq/engine/gauged_provider.hpp>
 #include <sbgq/model/tokenizer.hpp>
 #include <sbgq/hf_export.hpp>
 #include <sbgq/transform/rotation.hpp>
@@ -81,17 +83,8 @@ int cmd_transform(args& a) {
     gp = unwrap(gauged_provider::create(c, *p, ids, calib, [&](const std::string&) { return gauge_type; }, go));
     p = gp.get();
   }
-  progress pg;
-  opt.progress = [&](int i, int n, const std::string& what) {
-    if (i < 0) {
-      pg.done();
-      std::fprintf(stderr, "sbgq transform: %s\n", what.c_str());
-      return;
-    }
-    char buf[256];
-    std::snprintf(buf, sizeof buf, "transform [%d/%d] %s (%.1f s)", i + 1, n, what.c_str(), pg.elapsed());
-    pg.line(buf, i + 1 == n);
-  };
+  progress_display pg("transform");
+  opt.progress = pg.callback();
   unwrap(export_hf_checkpoint(model, c, *p, out, opt));
   pg.done();
   if (gp) std::printf("gauge: %zu scalings solved for %s\n", gp->notes().size(), type_name(gauge_type).data());

@@ -6,30 +6,10 @@
 #include <string>
 
 #include "cli.hpp"
+#include "progress_display.hpp"
 #include <sbgq/pipeline.hpp>
 
 namespace sbgq::cli {
-
-/// "[#######.............]  43%  quantize  layer 12/32  blk.12.ffn_up.weight  1m05s, ~1m26s left"
-inline std::string format_pipeline_event(const pipeline_event& e) {
-  const int width = 20, filled = static_cast<int>(e.fraction * width + 0.5);
-  std::string bar = "[" + std::string(static_cast<std::size_t>(filled), '#') +
-                    std::string(static_cast<std::size_t>(width - filled), '.') + "]";
-  auto dur = [](double s) {
-    char b[32];
-    if (s >= 60) std::snprintf(b, sizeof b, "%dm%02ds", static_cast<int>(s) / 60, static_cast<int>(s) % 60);
-    else std::snprintf(b, sizeof b, "%.1fs", s);
-    return std::string(b);
-  };
-  char buf[320];
-  std::string where = e.layer >= 0 && e.n_layers > 0 ? "layer " + std::to_string(std::min(e.layer + 1, e.n_layers)) + "/" +
-                                                           std::to_string(e.n_layers)
-                                                     : "globals";
-  const std::string left = e.fraction > 0.02 && e.fraction < 1.0 ? ", ~" + dur(e.seconds / e.fraction * (1 - e.fraction)) + " left" : "";
-  std::snprintf(buf, sizeof buf, "%s %3.0f%%  %-9s %-13s %-28s %s%s", bar.c_str(), 100.0 * e.fraction, e.stage.c_str(),
-                where.c_str(), e.tensor.c_str(), dur(e.seconds).c_str(), left.c_str());
-  return buf;
-}
 
 /// Summary of a pipeline report on stdout: types, size, error, stage times, notes.
 inline void print_pipeline_summary(const pipeline_report& r, const std::string& out) {
@@ -76,8 +56,8 @@ inline void print_pipeline_summary(const pipeline_report& r, const std::string& 
   }
   std::printf("), peak RSS %s, %lld calibration tokens\n", human_bytes(static_cast<double>(r.peak_rss)).c_str(),
               static_cast<long long>(r.calibration_tokens));
-  for (const auto& n : r.notes)
-    if (n.rfind("layer ", 0) != 0) std::printf("  note: %s\n", n.c_str());
+  for (const auto& n : r.notes) std::printf("  note: %s\n", n.c_str());
+  if (!r.layer_notes.empty()) std::printf("  gauge: %zu per-layer notes (in --report's layer_notes)\n", r.layer_notes.size());
 }
 
 }  // namespace sbgq::cli

@@ -1,205 +1,21 @@
-// Calibration: runs calibration text through the reference forward pass, one layer at a
-// time over every chunk, and collects the importance matrix llama-imatrix would collect
-// (imatrix.md section 1), optionally with the full second-moment matrices X^T X that
-// error-compensating rounding needs.
-//
-// Design goals:
-//   - Layer-streamed: the hidden states of all chunks (n_chunks * ctx * d floats) stay in
-//     memory; layer l runs over every chunk (in groups of `group_chunks`, which bounds the
-//     intermediate buffers) before layer l+1 is loaded, so a 9B model needs the memory of
-//     one layer plus the hidden states, never the whole model.
-//   - Same statistics as llama-imatrix: every token of every chunk, per weight matrix the
-//     column sums of x^2 in f32 and the row count; the LM head only with process_output.
-//   - X^T X in f64 per input space, shared by the matrices that read the same input
-//     (attn_qkv/attn_gate/ssm_beta/ssm_alpha; attn_q/k/v; ffn_gate/up), keyed by the first
-//     matrix's name, so one layer's H matrices are in memory at a time when the caller
-//     consumes them in on_layer_done.
-// Non-goals: MoE routing, KV-cache reuse across chunks (each chunk starts empty, as
-// llama-imatrix clears the cache per chunk).
+// Calibration as a whole run, for llama-imatrix's job (sbgq imatrix): every layer of a
+// model through a calibration_session (engine/calibration.hpp), the importance matrix
+// and, if asked, each layer's X^T X handed to the caller.
 #pragma once
 
-#include <Eigen/Dense>
-
 #include <chrono>
-#include <functional>
-#include <map>
+#include <cstdint>
 #include <memory>
 #include <span>
-#include <string>
-#include <vector>
 
 #include "core/base.hpp"
 #include "core/error.hpp"
+#include "core/progress.hpp"
+#include "engine/calibration.hpp"
 #include "model/forward.hpp"
-#include "io/imatrix.hpp"
 #include "model/model_config.hpp"
 
 SBGQ_BEGIN_NAMESPACE
-
-/// Options of collect_calibration.
-struct calibration_options {
-  std::int64_t ctx = 512;          ///< tokens per chunk (llama-imatrix -c)
-  std::int64_t max_chunks = -1;    ///< -1: every whole chunk of the text
-  std::int64_t group_chunks = 4;   ///< chunks per run_layer call (bounds scratch memory)
-  int n_threads = 0;               ///< <= 0: all hardware threads; results do not depend on it
-  bool process_output = false;     ///< also collect output.weight (llama-imatrix --process-output)
-  bool collect_xtx = false;        ///< also accumulate X^T X (f64) per input space
-  std::string dataset;             ///< recorded in imatrix.datasets
-  /// Called after each layer: (layer done, number of layers, seconds so far).
-  std::function<void(int, int, double)> progress;
-  /// Called when layer l is complete with that layer's X^T X matrices (only with
-  /// collect_xtx); the caller may move them out. They are dropped afterwards.
-  std::function<void(int, std::map<std::string, Eigen::MatrixXd>&)> on_layer_done;
-};
-
-/// What collect_calibration measured.
-struct calibration_result {
-  imatrix im;
-  std::int64_t n_chunks = 0;
-  std::int64_t n_tokens = 0;
-  double seconds = 0;
-};
-
-namespace detail {
-
-class calibration_observer : public observer {
- public:
-  calibration_observer(imatrix& im, const calibration_options& opt) : im_(im), opt_(opt) {}
-  void on_linear(int layer, std::string_view tensor, const matrix_f32& x) override {
-    if (!status_) return;
-    if (layer < 0 && !opt_.process_output) return;
-    const std::string name(tensor);
-    auto r = im_.accumulate(name, x.data(), x.rows(), x.cols());
-    if (!r) {
-      status_ = std::move(r).error();
-      return;
-    }
-    if (opt_.collect_xtx && layer >= 0) {
-      const std::string space = sbgq::input_space_of(name);  // readers of one input share X^T X
-      if (space != name) return;  // the same X was already added under its space
-      auto& h = xtx_[space];
-      if (h.size() == 0) h = Eigen::MatrixXd::Zero(x.cols(), x.cols());
-      // X^T X in f64, accumulated per group of chunks.
-      const Eigen::MatrixXd xd = x.cast<double>();
-      h.selfadjointView<Eigen::Lower>().rankUpdate(xd.transpose());
-    }
-  }
-  result<void> status() const { return status_; }
-  std::map<std::string, Eigen::MatrixXd>& xtx() { return xtx_; }
-
- private:
-  imatrix& im_;
-  const calibration_options& opt_;
-  std::map<std::string, Eigen::MatrixXd> xtx_;
-  result<void> status_;
-};
-
-}  // namespace detail
-
-/// Calibration one layer at a time, for callers that do more per layer than collect
-/// (the pipeline transforms and quantizes layer l between its calibration and layer
-/// l+1's). Holds the hidden states of every chunk. Not copyable or movable (the observer
-/// refers to the statistics); create with start().
-///
-///   auto s = calibration_session::start(config, provider, tokens, opt);
-///   for (int l = 0; l < n_layers; ++l) {
-///     auto w = provider.load_layer(l);
-///     (*s)->run_layer(l, *w);         // every chunk through layer l
-///     use((*s)->stats(), (*s)->xtx()); // statistics so far, this layer's X^T X
-///     (*s)->clear_xtx();
-///   }
-class calibration_session {
- public:
-  calibration_session(const calibration_session&) = delete;
-  calibration_session& operator=(const calibration_session&) = delete;
-
-  /// Embeds the chunks of `tokens` (only their embedding rows are read). Errors:
-  /// invalid_argument (fewer tokens than one chunk, ctx < 16 -- llama-imatrix ignores
-  /// batches under 16 rows), and those of the provider.
-  static result<std::unique_ptr<calibration_session>> start(const qwen35_config& c, weight_provider& provider,
-                                                            std::span<const std::int32_t> tokens,
-                                                            const calibration_options& opt) {
-    const std::int64_t ctx = opt.ctx;
-    if (ctx < 16 || static_cast<std::int64_t>(tokens.size()) < ctx)
-      return error(error_code::invalid_argument, "calibrate",
-                   "calibration needs ctx >= 16 and at least ctx = " + std::to_string(ctx) + " tokens, got " +
-                       std::to_string(tokens.size()));
-    std::unique_ptr<calibration_session> s(new calibration_session(c, opt));
-    std::int64_t n_chunks = static_cast<std::int64_t>(tokens.size()) / ctx;
-    if (opt.max_chunks > 0) n_chunks = std::min(n_chunks, opt.max_chunks);
-    s->res_.n_chunks = n_chunks;
-    s->res_.n_tokens = n_chunks * ctx;
-    s->res_.im.chunk_size = static_cast<std::uint32_t>(ctx);
-    s->res_.im.chunk_count = static_cast<std::uint32_t>(n_chunks);
-    if (!opt.dataset.empty()) s->res_.im.datasets.push_back(opt.dataset);
-    SBGQ_TRY(matrix_f32 rows, provider.embedding_rows(tokens.first(static_cast<std::size_t>(s->res_.n_tokens))));
-    SBGQ_TRY(s->all_, embed_rows(std::move(rows), n_chunks));
-    return s;
-  }
-
-  /// Runs every chunk through layer l (layers in order, each once), accumulating its
-  /// statistics (and X^T X with collect_xtx).
-  result<void> run_layer(int l, const layer_weights& w) {
-    for_each_group([&](activations& part) { return sbgq::run_layer(c_, l, w, part, &obs_, opt_.n_threads); });
-    return status_;
-  }
-
-  /// The LM head's statistics (output.weight, or token_embd.weight when tied): only the
-  /// final norm and the head are read. Call after the last layer.
-  result<void> run_output(const global_weights& g) {
-    for_each_group([&](activations& part) -> result<void> {
-      SBGQ_TRY(matrix_f32 z, logits(g, c_, part, &obs_, opt_.n_threads));
-      (void)z;
-      return {};
-    });
-    return status_;
-  }
-
-  /// Statistics of every layer run so far.
-  imatrix& stats() noexcept { return res_.im; }
-  /// X^T X of the layers run since the last clear_xtx(), keyed by input space.
-  std::map<std::string, Eigen::MatrixXd>& xtx() noexcept { return obs_.xtx(); }
-  void clear_xtx() { obs_.xtx().clear(); }
-  /// Hidden states of every chunk (after the layers run so far).
-  const activations& hidden() const noexcept { return all_; }
-  std::int64_t n_chunks() const noexcept { return res_.n_chunks; }
-  std::int64_t n_tokens() const noexcept { return res_.n_tokens; }
-  /// The result so far (moves the statistics out).
-  calibration_result finish() { return std::move(res_); }
-
- private:
-  calibration_session(const qwen35_config& c, const calibration_options& opt)
-      : c_(c), opt_(opt), obs_(res_.im, opt_) {}
-
-  template <class F>
-  void for_each_group(F&& f) {
-    if (!status_) return;
-    const std::int64_t ctx = opt_.ctx, n = res_.n_chunks;
-    const std::int64_t group = std::max<std::int64_t>(1, opt_.group_chunks);
-    for (std::int64_t s0 = 0; s0 < n; s0 += group) {
-      const std::int64_t ns = std::min(group, n - s0);
-      part_.n_seq = ns;
-      part_.n_tok = ctx;
-      part_.hidden = all_.hidden.middleRows(s0 * ctx, ns * ctx);
-      if (auto r = f(part_); !r) {
-        status_ = std::move(r).error();
-        return;
-      }
-      if (auto r = obs_.status(); !r) {
-        status_ = std::move(r).error();
-        return;
-      }
-      all_.hidden.middleRows(s0 * ctx, ns * ctx) = part_.hidden;
-    }
-  }
-
-  const qwen35_config& c_;
-  calibration_options opt_;
-  calibration_result res_;
-  detail::calibration_observer obs_;
-  activations all_, part_;
-  result<void> status_;
-};
 
 /// Runs the chunks of `tokens` through the model layer by layer and collects the
 /// importance matrix (and, with collect_xtx, X^T X per input space through
@@ -209,15 +25,16 @@ inline result<calibration_result> collect_calibration(const qwen35_config& c, we
                                                       std::span<const std::int32_t> tokens,
                                                       const calibration_options& opt) {
   const auto t0 = std::chrono::steady_clock::now();
+  progress_reporter report(opt.progress);
   SBGQ_TRY(std::unique_ptr<calibration_session> s, calibration_session::start(c, provider, tokens, opt));
   for (int l = 0; l < static_cast<int>(c.num_hidden_layers); ++l) {
     SBGQ_TRY(layer_weights w, provider.load_layer(l));
     SBGQ_TRY_VOID(s->run_layer(l, w));
     if (opt.collect_xtx && opt.on_layer_done) opt.on_layer_done(l, s->xtx());
     s->clear_xtx();
-    if (opt.progress)
-      opt.progress(l + 1, static_cast<int>(c.num_hidden_layers),
-                   std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    report(progress_event::at(progress_stage::calibrate,
+                              static_cast<double>(l + 1) / static_cast<double>(c.num_hidden_layers))
+               .in_layer(l, static_cast<int>(c.num_hidden_layers)));
   }
   if (opt.process_output) {
     SBGQ_TRY(global_weights g, provider.load_globals());

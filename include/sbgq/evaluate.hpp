@@ -68,6 +68,7 @@
 #include "core/base.hpp"
 #include "core/detail/checked.hpp"
 #include "core/error.hpp"
+#include "core/progress.hpp"
 #include "model/forward.hpp"
 #include "core/mapped_file.hpp"
 #include "model/model_config.hpp"
@@ -499,8 +500,9 @@ struct evaluate_options {
   std::int64_t max_chunks = -1;    ///< -1: all chunks (llama-perplexity --chunks)
   std::int64_t batch_chunks = 8;   ///< chunks per forward batch (memory ~ batch * ctx * widths)
   int n_threads = 0;               ///< <= 0: all hardware threads; results do not depend on it
-  /// Called after each batch with (chunks done, total chunks, running PPL).
-  std::function<void(std::int64_t, std::int64_t, double)> progress;
+  /// Stage evaluate after each batch: index = chunks done, count = chunks, value = the
+  /// running perplexity.
+  progress_fn progress;
 };
 
 /// What evaluate() measured.
@@ -531,6 +533,7 @@ inline result<evaluation> evaluate(const qwen35_config& c, weight_provider& prov
       return detail::eval::eval_error(error_code::invalid_argument,
                                 "the base logits were saved for other tokens, ctx or vocabulary");
   }
+  progress_reporter report(opt.progress);
   perplexity_accumulator ppl(ctx);
   kld_accumulator kld;
   base_logits_row brow;
@@ -558,7 +561,9 @@ inline result<evaluation> evaluate(const qwen35_config& c, weight_provider& prov
                                 chunk[static_cast<std::size_t>(first + i + 1)]));
         }
     }
-    if (opt.progress) opt.progress(c0 + nb, n_chunks, ppl.finish().ppl);
+    report(progress_event::at(progress_stage::evaluate, static_cast<double>(c0 + nb) / static_cast<double>(n_chunks))
+               .item(static_cast<std::size_t>(c0 + nb - 1), static_cast<std::size_t>(n_chunks))
+               .with_value(ppl.finish().ppl));
   }
   evaluation e;
   e.perplexity = ppl.finish();

@@ -39,6 +39,7 @@
 
 #include <simdjson.h>
 
+#include "core/progress.hpp"
 #include "core/base.hpp"
 #include "core/dtype.hpp"
 #include "core/error.hpp"
@@ -63,8 +64,8 @@ struct hf_export_options {
   /// HF name prefix of the text tower; empty: as the source checkpoint (else
   /// "model.language_model.").
   std::string hf_prefix;
-  /// Progress: (tensor index, tensor count, HF name); notices come with index -1.
-  std::function<void(int, int, const std::string&)> progress;
+  /// Progress: notes, stage write per tensor (index, count, tensor = HF name), done.
+  progress_fn progress;
 };
 
 namespace detail::hf_export {
@@ -293,9 +294,8 @@ inline result<void> export_hf_checkpoint(const std::string& src_dir, const qwen3
                                          const std::string& out_dir, const hf_export_options& opt = {}) {
   namespace fs = std::filesystem;
   using namespace detail::hf_export;
-  auto notice = [&](const std::string& s) {
-    if (opt.progress) opt.progress(-1, 0, s);
-  };
+  progress_reporter report(opt.progress);
+  auto notice = [&](const std::string& s) { report.note(s); };
   if (opt.out_dtype != dtype::f32 && opt.out_dtype != dtype::bf16)
     return export_error(error_code::invalid_argument,
                         "output dtype " + std::string(dtype_name(opt.out_dtype)) + ": expected F32 or BF16");
@@ -399,7 +399,7 @@ inline result<void> export_hf_checkpoint(const std::string& src_dir, const qwen3
   std::vector<float> hf_values;
   std::optional<error> source_error;
   std::uint64_t total = 0;
-  std::string weight_map;
+  std::vector<std::pair<std::string, std::string>> weight_map;
   for (std::size_t s = 0, i = 0; s < n_shards; ++s) {
     safetensors_writer w;
     SBGQ_TRY_VOID(w.add_metadata("format", "pt"));
@@ -410,7 +410,9 @@ inline result<void> export_hf_checkpoint(const std::string& src_dir, const qwen3
       const int index = static_cast<int>(i);
       SBGQ_TRY_VOID(w.add(e.hf_name, t, shape, [&, index, t](safetensors_writer& sw) -> result<void> {
         const tensor_plan& pe = plan[static_cast<std::size_t>(index)];
-        if (opt.progress) opt.progress(index, static_cast<int>(plan.size()), pe.hf_name);
+        report(progress_event::at(progress_stage::write, static_cast<double>(index) / static_cast<double>(plan.size()))
+                   .item(static_cast<std::size_t>(index), plan.size())
+                   .on(pe.hf_name));
         auto v = stream.get(pe);
         if (!v) {
           source_error = v.error();  // keep the provider's own component in the message
@@ -425,11 +427,7 @@ inline result<void> export_hf_checkpoint(const std::string& src_dir, const qwen3
         return write_values(sw, t, hf_values);
       }));
       total += static_cast<std::uint64_t>(e.numel()) * dtype_size(t);
-      if (!weight_map.empty()) weight_map += ",\n";
-      weight_map += "    ";
-      detail::append_json_string(weight_map, e.hf_name);
-      weight_map += ": ";
-      detail::append_json_string(weight_map, shard_name(s));
+      weight_map.emplace_back(e.hf_name, shard_name(s));
     }
     if (auto r = w.write_file((tmp.path() / shard_name(s)).string()); !r) {
       if (source_error) return *source_error;
@@ -443,9 +441,7 @@ inline result<void> export_hf_checkpoint(const std::string& src_dir, const qwen3
     return f.commit();
   };
   if (n_shards > 1)
-    SBGQ_TRY_VOID(write_text(std::string(safetensors_checkpoint::index_file_name),
-                             "{\n  \"metadata\": {\"total_size\": " + std::to_string(total) + "},\n  \"weight_map\": {\n" +
-                                 weight_map + "\n  }\n}\n"));
+    SBGQ_TRY_VOID(write_text(std::string(safetensors_checkpoint::index_file_name), safetensors_index_json(total, weight_map)));
   SBGQ_TRY_VOID(write_text("config.json", cfg_text));
   for (const char* f : copied_files) {
     const fs::path src = fs::path(src_dir) / f;
@@ -459,6 +455,7 @@ inline result<void> export_hf_checkpoint(const std::string& src_dir, const qwen3
     return export_error(error_code::io_error,
                         "cannot rename '" + tmp.path().string() + "' to '" + out.string() + "': " + ec.message());
   tmp.release();
+  report.finish();
   return {};
 }
 

@@ -64,22 +64,13 @@
 #include "io/gguf.hpp"
 #include "io/imatrix.hpp"
 #include "core/output_file.hpp"
+#include "core/progress.hpp"
 #include "quant/quant_policy.hpp"
 
 SBGQ_BEGIN_NAMESPACE
 
 /// GGML_QNT_VERSION, written as general.quantization_version.
 inline constexpr std::uint32_t ggml_quantization_version = 2;
-
-/// Reported after each tensor is written.
-struct quantize_progress {
-  std::size_t index = 0;                     ///< 0-based, in writing order
-  std::size_t count = 0;                     ///< tensors in the file
-  const tensor_type_choice* tensor = nullptr;
-  std::uint64_t bytes_in = 0, bytes_out = 0;        ///< this tensor
-  std::uint64_t total_in = 0, total_out = 0;        ///< tensor data so far
-  bool used_imatrix = false;
-};
 
 /// How to quantize (llama-quantize's options).
 struct quantize_options {
@@ -97,7 +88,9 @@ struct quantize_options {
   std::vector<gguf_kv> kv_overrides;
   bool allow_requantize = false;        ///< --allow-requantize
   int n_threads = 0;                    ///< <= 0: all hardware threads
-  std::function<void(const quantize_progress&)> progress;  ///< optional
+  /// Optional: stage quantize after each tensor is written (index, count, tensor, detail
+  /// "f16 -> q4_K", bytes = output tensor data so far), then done.
+  progress_fn progress;
 };
 
 /// What quantize_file did.
@@ -197,13 +190,14 @@ inline result<quantize_report> quantize_gguf(const gguf_file& in, const std::str
                                              const quantize_options& opt) {
   namespace dq = detail::quant;
   const auto t0 = std::chrono::steady_clock::now();
+  progress_reporter report(opt.progress);
   quantize_report rep;
 
   // -- the choice of types
   SBGQ_TRY(const model_facts facts, model_facts::from_metadata(in.metadata()));
   const imatrix* im = opt.importance;
   const bool has_imatrix = im && !im->entries.empty();
-  SBGQ_TRY(rep.plan, choose_tensor_types(facts, in.tensors(), opt.policy, has_imatrix));
+  SBGQ_TRY(rep.plan, choose_tensor_types(facts, in.descriptions(), opt.policy, has_imatrix));
 
   // -- imatrix weights: S/count per entry, all finite (llama_model_quantize checks every entry),
   //    none degenerate (all zero or subnormal) or huge: such statistics would erase tensors
@@ -347,20 +341,15 @@ inline result<quantize_report> quantize_gguf(const gguf_file& in, const std::str
     if (in.mapping().size() > 0) dq::release_pages(src);
     rep.bytes_in += src.size();
     rep.bytes_out += dst.size();
-    if (opt.progress) {
-      quantize_progress p;
-      p.index = k;
-      p.count = n;
-      p.tensor = &c;
-      p.bytes_in = src.size();
-      p.bytes_out = dst.size();
-      p.total_in = rep.bytes_in;
-      p.total_out = rep.bytes_out;
-      p.used_imatrix = used_imatrix;
-      opt.progress(p);
-    }
+    const std::string detail = std::string(type_name(c.source_type)) + " -> " + std::string(type_name(c.type)) +
+                               (used_imatrix ? " (imatrix)" : "");
+    report(progress_event::at(progress_stage::quantize, static_cast<double>(k + 1) / static_cast<double>(n))
+               .item(k, n)
+               .on(c.name, detail)
+               .with_bytes(rep.bytes_out));
   }
   SBGQ_TRY_VOID(w.finish());
+  report.finish();
   std::error_code ec;
   const auto fs = std::filesystem::file_size(out_path, ec);
   rep.file_size = ec ? 0 : static_cast<std::uint64_t>(fs);

@@ -4,48 +4,64 @@
 #pragma once
 
 #include "core/version.hpp"
-#include "core/base.hpp"
-#include "core/error.hpp"
-#include "core/dtype.hpp"
-#include "io/ggml_types.hpp"
-#include "core/parallel.hpp"
-#include "core/mapped_file.hpp"
-#include "core/output_file.hpp"
 #include "simd/cpu_features.hpp"
 #include "simd/dispatch.hpp"
 
-// files
+// core: errors, files, threads, progress, JSON
+#include "core/base.hpp"
+#include "core/dtype.hpp"
+#include "core/error.hpp"
+#include "core/json.hpp"
+#include "core/mapped_file.hpp"
+#include "core/name_pattern.hpp"
+#include "core/output_file.hpp"
+#include "core/parallel.hpp"
+#include "core/progress.hpp"
 #include "core/tensor_view.hpp"
-#include "io/safetensors.hpp"
+
+// io: file formats
+#include "io/ggml_types.hpp"
 #include "io/gguf.hpp"
+#include "io/imatrix.hpp"
+#include "io/safetensors.hpp"
 
-// model
-#include "model/model_config.hpp"
-#include "model/layer_weights.hpp"
-#include "model/qwen35_tensors.hpp"
-#include "model/tokenizer.hpp"
-#include "model/forward.hpp"
-#include "model/weights.hpp"
-#include "evaluate.hpp"
-#include "model/model_source.hpp"
-#include "calibrate.hpp"
-
-// transforms and quantization
-#include "transform/fwht.hpp"
-#include "transform/hadamard.hpp"
+// codecs: block formats
 #include "codec/registry.hpp"
 #include "codec/rows.hpp"
-#include "io/imatrix.hpp"
-#include "convert.hpp"
-#include "core/name_pattern.hpp"
-#include "quant/quant_policy.hpp"
-#include "quantize.hpp"
+
+// model: Qwen3.5
+#include "model/forward.hpp"
+#include "model/hf_checkpoint.hpp"
+#include "model/layer_weights.hpp"
+#include "model/model_config.hpp"
+#include "model/model_source.hpp"
+#include "model/qwen35_tensors.hpp"
 #include "model/synth.hpp"
-#include "transform/rotation.hpp"
+#include "model/tokenizer.hpp"
+#include "model/weights.hpp"
+
+// exact transforms
+#include "transform/fwht.hpp"
 #include "transform/gauge.hpp"
+#include "transform/hadamard.hpp"
+#include "transform/rotation.hpp"
+
+// choosing and rounding
 #include "quant/gptq.hpp"
-#include "hf_export.hpp"
+#include "quant/quant_policy.hpp"
 #include "quant/recipe.hpp"
 
-// the whole job
+// the streaming engine: source, calibration, gauge stage, measurement, sink
+#include "engine/calibration.hpp"
+#include "engine/gauged_provider.hpp"
+#include "engine/measure.hpp"
+#include "engine/sink.hpp"
+#include "engine/source.hpp"
+
+// drivers
+#include "calibrate.hpp"
+#include "convert.hpp"
+#include "evaluate.hpp"
+#include "hf_export.hpp"
+#include "quantize.hpp"
 #include "pipeline.hpp"

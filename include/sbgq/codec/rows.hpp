@@ -19,6 +19,7 @@
 #include <limits>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "../core/base.hpp"
 #include "../core/detail/checked.hpp"
@@ -126,6 +127,40 @@ inline result<void> dequantize_rows(ggml_type type, std::span<const std::byte> s
       c->dequantize_row(level, src.data() + r * row_bytes, dst.data() + r * n_per_row, n_per_row);
   });
   return {};
+}
+
+/// Importance-weighted squared error of encoded rows and weighted squared norm of their
+/// source: error = sum_r sum_j w_j (dq_rj - x_rj)^2, norm = sum_r sum_j w_j x_rj^2, in f64,
+/// rows in order (w: one weight per column, or empty for all ones).
+struct weighted_sums {
+  double error = 0, norm = 0;
+};
+
+/// weighted_sums of `nrows` rows of `x` (n_per_row floats each) against their encoding `q`
+/// (nrows * row_size bytes) at `type`. Serial (callers parallelise over row blocks).
+/// Errors: those of check_rows; size_mismatch for weights of the wrong length.
+inline result<weighted_sums> weighted_row_error(ggml_type type, const float* x, std::span<const std::byte> q,
+                                                std::size_t nrows, std::size_t n_per_row, std::span<const float> w) {
+  SBGQ_TRY(const codec_traits* c,
+           detail::codec::check_rows(type, nrows, n_per_row, nrows * n_per_row, q.size(), "the values", "the encoding"));
+  if (!w.empty() && w.size() != n_per_row)
+    return error(error_code::size_mismatch, "codec",
+                 std::to_string(w.size()) + " weights for rows of " + std::to_string(n_per_row));
+  const simd_level level = active_simd_level();
+  const std::size_t row_bytes = c->row_bytes(n_per_row);
+  std::vector<float> deq(n_per_row);
+  weighted_sums s;
+  for (std::size_t r = 0; r < nrows; ++r) {
+    c->dequantize_row(level, q.data() + r * row_bytes, deq.data(), n_per_row);
+    const float* xr = x + r * n_per_row;
+    for (std::size_t j = 0; j < n_per_row; ++j) {
+      const double wj = w.empty() ? 1.0 : static_cast<double>(w[j]);
+      const double d = static_cast<double>(deq[j]) - static_cast<double>(xr[j]);
+      s.error += wj * d * d;
+      s.norm += wj * static_cast<double>(xr[j]) * static_cast<double>(xr[j]);
+    }
+  }
+  return s;
 }
 
 SBGQ_END_NAMESPACE

@@ -9,6 +9,8 @@
 #include <array>
 #include <cstdint>
 #include <optional>
+#include <span>
+#include <string>
 #include <string_view>
 
 #include "../core/base.hpp"
@@ -22,6 +24,23 @@ enum class ggml_type : std::uint32_t {
   iq2_xxs = 16, iq2_xs = 17, iq3_xxs = 18, iq1_s = 19, iq4_nl = 20, iq3_s = 21, iq2_s = 22,
   iq4_xs = 23, i8 = 24, i16 = 25, i32 = 26, i64 = 27, f64 = 28, iq1_m = 29, bf16 = 30,
   tq1_0 = 34, tq2_0 = 35, mxfp4 = 39, nvfp4 = 40, q1_0 = 41, q2_0 = 42,
+};
+
+/// What the type rules, writers and reports need to know of a tensor, whatever holds it (a
+/// GGUF file, a checkpoint being converted, a plan): its name, type and ggml shape. `ne`
+/// has all 4 dims, the ones past n_dims are 1.
+struct tensor_desc {
+  std::string name;
+  ggml_type type = ggml_type::f32;
+  std::uint32_t n_dims = 1;
+  std::array<std::int64_t, 4> ne{1, 1, 1, 1};
+
+  /// The declared dims, ne[0] first (reversed PyTorch shape).
+  std::span<const std::int64_t> shape() const noexcept { return {ne.data(), n_dims}; }
+  std::uint64_t n_elements() const noexcept {
+    return static_cast<std::uint64_t>(ne[0]) * static_cast<std::uint64_t>(ne[1]) *
+           static_cast<std::uint64_t>(ne[2]) * static_cast<std::uint64_t>(ne[3]);
+  }
 };
 inline constexpr std::uint32_t ggml_type_count = 43;
 

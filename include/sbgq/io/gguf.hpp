@@ -57,21 +57,10 @@ inline constexpr std::uint64_t gguf_max_tensors = std::uint64_t{1} << 20;
 inline constexpr std::uint64_t gguf_max_kv = std::uint64_t{1} << 20;
 inline constexpr std::string_view gguf_key_alignment = "general.alignment";
 
-/// One tensor-info record (section 3). `ne` has all 4 dims, the ones past n_dims are 1.
-struct gguf_tensor_info {
-  std::string name;
-  ggml_type type = ggml_type::f32;
-  std::uint32_t n_dims = 1;
-  std::array<std::int64_t, 4> ne{1, 1, 1, 1};
+/// One tensor-info record (section 3): the tensor's description plus where its bytes are.
+struct gguf_tensor_info : tensor_desc {
   std::uint64_t offset = 0;  ///< from the start of the data section
   std::uint64_t nbytes = 0;  ///< (ne[0]/block) * type_size * ne[1] * ne[2] * ne[3], unpadded
-
-  /// The declared dims, ne[0] first (reversed PyTorch shape).
-  std::span<const std::int64_t> shape() const noexcept { return {ne.data(), n_dims}; }
-  std::uint64_t n_elements() const noexcept {
-    return static_cast<std::uint64_t>(ne[0]) * static_cast<std::uint64_t>(ne[1]) *
-           static_cast<std::uint64_t>(ne[2]) * static_cast<std::uint64_t>(ne[3]);
-  }
 };
 
 namespace detail {
@@ -497,6 +486,10 @@ class gguf_file {
 
   const gguf_metadata& metadata() const noexcept { return metadata_; }
   std::span<const gguf_tensor_info> tensors() const noexcept { return tensors_; }
+  /// The tensors' descriptions (name, type, shape), as the type rules take them.
+  std::vector<tensor_desc> descriptions() const {
+    return std::vector<tensor_desc>(tensors_.begin(), tensors_.end());
+  }
 
   /// Index of the tensor `name`, or npos.
   std::size_t tensor_index(std::string_view name) const {

@@ -57,6 +57,7 @@
 #include "../core/base.hpp"
 #include "../core/detail/checked.hpp"
 #include "../core/error.hpp"
+#include "../core/json.hpp"
 #include "../core/mapped_file.hpp"
 #include "../core/output_file.hpp"
 #include "../core/tensor_view.hpp"
@@ -169,27 +170,6 @@ inline bool json_u64(simdjson::dom::element e, std::uint64_t& out, error_code& c
       why = std::string("a non-negative integer, found ") + json_type_name(e.type());
       return false;
   }
-}
-
-/// Appends `s` as a JSON string literal (quotes, backslashes and control characters
-/// escaped; other bytes, which the caller has checked are UTF-8, copied).
-inline void append_json_string(std::string& out, std::string_view s) {
-  static constexpr char hex[] = "0123456789abcdef";
-  out += '"';
-  for (char ch : s) {
-    const auto c = static_cast<unsigned char>(ch);
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += ch;
-    } else if (c < 0x20) {
-      out += "\\u00";
-      out += hex[c >> 4];
-      out += hex[c & 15];
-    } else {
-      out += ch;
-    }
-  }
-  out += '"';
 }
 
 /// A shard name from an index must be a plain file name in the index's directory.
@@ -902,16 +882,16 @@ class safetensors_writer {
       header += "\"__metadata__\":{";
       for (std::size_t i = 0; i < metadata_.size(); ++i) {
         if (i) header += ',';
-        detail::append_json_string(header, metadata_[i].key);
+        append_json_string(header, metadata_[i].key);
         header += ':';
-        detail::append_json_string(header, metadata_[i].value);
+        append_json_string(header, metadata_[i].value);
       }
       header += '}';
     }
     for (std::size_t i = 0; i < decls_.size(); ++i) {
       const auto& d = decls_[i];
       if (i || !metadata_.empty()) header += ',';
-      detail::append_json_string(header, d.name);
+      append_json_string(header, d.name);
       header += ":{\"dtype\":\"";
       header += dtype_name(d.type);
       header += "\",\"shape\":[";
@@ -1078,5 +1058,17 @@ class safetensors_writer {
   std::uint64_t data_size_ = 0, header_size_ = 0, written_ = 0;
   std::size_t current_ = 0;
 };
+
+/// The text of model.safetensors.index.json: the total tensor bytes and, per tensor in
+/// file order, the shard that holds it.
+inline std::string safetensors_index_json(std::uint64_t total_size,
+                                          const std::vector<std::pair<std::string, std::string>>& weight_map) {
+  json_writer j;
+  j.begin_object().key("metadata").begin_object(json_layout::inline_).key("total_size").value(total_size).end_object();
+  j.key("weight_map").begin_object();
+  for (const auto& [tensor, shard] : weight_map) j.key(tensor).value(shard);
+  j.end_object().end_object();
+  return std::move(j).str();
+}
 
 SBGQ_END_NAMESPACE

@@ -31,6 +31,7 @@
 
 #include "../core/base.hpp"
 #include "../core/error.hpp"
+#include "../io/ggml_types.hpp"
 #include "layer_weights.hpp"
 #include "model_config.hpp"
 
@@ -55,6 +56,15 @@ struct tensor_plan {
   }
   /// Rows (product of ne[1..]) and row length ne[0].
   std::int64_t rows() const noexcept { return ne.empty() ? 0 : numel() / ne[0]; }
+  /// The GGUF tensor's description at type `t` (what the type rules take).
+  tensor_desc desc(ggml_type t = ggml_type::f32) const {
+    tensor_desc d;
+    d.name = gguf_name;
+    d.type = t;
+    d.n_dims = static_cast<std::uint32_t>(ne.size());
+    for (std::size_t k = 0; k < ne.size() && k < d.ne.size(); ++k) d.ne[k] = ne[k];
+    return d;
+  }
 };
 
 /// Options of the plan.

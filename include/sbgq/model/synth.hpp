@@ -33,6 +33,7 @@
 #include "../core/base.hpp"
 #include "detail/unicode.hpp"
 #include "../core/dtype.hpp"
+#include "../core/progress.hpp"
 #include "../core/error.hpp"
 #include "model_config.hpp"
 #include "../core/output_file.hpp"
@@ -68,7 +69,7 @@ struct synth_options {
   std::uint64_t shard_bytes = std::uint64_t{4} << 30;  ///< shard size target (tiny: 2 shards)
   bool mtp = true;                               ///< write the mtp.* block as the real checkpoints do
   int n_threads = 0;
-  std::function<void(std::size_t, std::size_t, const std::string&)> progress;  ///< (tensor, count, name)
+  progress_fn progress;  ///< stage write before each tensor (index, count, tensor = HF name)
 };
 
 struct synth_report {
@@ -368,8 +369,9 @@ inline result<synth_report> synthesize_checkpoint(const std::string& dir, const 
     std::snprintf(buf, sizeof buf, "model-%05zu-of-%05zu.safetensors", s + 1, n_shards);
     return std::string(buf);
   };
-  std::string weight_map;
+  std::vector<std::pair<std::string, std::string>> weight_map;
   std::size_t done = 0;
+  progress_reporter report(opt.progress);
   std::vector<float> block;
   std::vector<std::byte> encoded;
   for (std::size_t s = 0; s < n_shards; ++s) {
@@ -383,7 +385,9 @@ inline result<synth_report> synthesize_checkpoint(const std::string& dir, const 
     SBGQ_TRY_VOID(w.begin(dir + "/" + shard_name(s)));
     for (std::size_t i : shards[s]) {
       const tensor_plan& e = plan[i];
-      if (opt.progress) opt.progress(done, plan.size(), e.hf_name);
+      report(progress_event::at(progress_stage::write, static_cast<double>(done) / static_cast<double>(plan.size()))
+                 .item(done, plan.size())
+                 .on(e.hf_name));
       const std::int64_t cols = e.hf_shape.back();
       const std::int64_t rows = e.numel() / cols;
       const sy::recipe rc = sy::recipe_for(e.hf_name, e.layer, cfg.num_hidden_layers, opt.seed);
@@ -409,14 +413,13 @@ inline result<synth_report> synthesize_checkpoint(const std::string& dir, const 
           SBGQ_TRY_VOID(w.write(encoded.data(), encoded.size()));
         }
       }
-      weight_map += std::string(weight_map.empty() ? "" : ",\n") + "    \"" + e.hf_name + "\": \"" + shard_name(s) + "\"";
+      weight_map.emplace_back(e.hf_name, shard_name(s));
       ++done;
     }
     SBGQ_TRY_VOID(w.finish());
   }
   SBGQ_TRY_VOID(sy::write_text(dir + "/model.safetensors.index.json",
-                               "{\n  \"metadata\": {\"total_size\": " + std::to_string(total) + "},\n  \"weight_map\": {\n" +
-                                   weight_map + "\n  }\n}\n"));
+                               safetensors_index_json(total, weight_map)));
   synth_report rep;
   rep.n_tensors = plan.size();
   rep.n_shards = n_shards;

@@ -13,7 +13,7 @@
 
 #include "../core/base.hpp"
 #include "../codec/rows.hpp"
-#include "../convert.hpp"
+#include "hf_checkpoint.hpp"
 #include "../core/error.hpp"
 #include "forward.hpp"
 #include "../io/gguf.hpp"

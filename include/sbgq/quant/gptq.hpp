@@ -71,6 +71,10 @@ struct gptq_options {
   bool refit_scales = true;       ///< closed-form scale refit after rounding, kept per block only if it lowers the objective
   int n_threads = 0;              ///< <= 0: all hardware threads; bytes identical for any count
   bool compute_objectives = true; ///< fill objective_plain / objective (costs two rows x cols^2 / 2 products)
+  /// The plain codec's bytes for the same weights and importance (quantize_rows), when the
+  /// caller already has them: objective_plain is computed from them instead of rounding
+  /// again. Ignored unless compute_objectives and of the output's size.
+  std::span<const std::byte> plain_bytes;
 };
 
 /// What gptq_quantize did. Objectives use the undampened H.
@@ -494,8 +498,13 @@ inline result<gptq_stats> gptq_quantize(ggml_type type, const float* w, std::siz
   f = factor{};  // release before the objectives
 
   if (opt.compute_objectives) {
-    std::vector<std::byte> plain(dst.size());
-    SBGQ_TRY_VOID(quantize_rows(type, w, rows, cols, qw.data(), plain, opt.n_threads));
+    std::vector<std::byte> own;
+    std::span<const std::byte> plain = opt.plain_bytes;
+    if (plain.size() != dst.size()) {
+      own.resize(dst.size());
+      SBGQ_TRY_VOID(quantize_rows(type, w, rows, cols, qw.data(), own, opt.n_threads));
+      plain = own;
+    }
     SBGQ_TRY(st.objective_plain, objective_impl(type, plain, w, rows, cols, h, opt.n_threads));
     SBGQ_TRY(st.objective, objective_impl(type, dst, w, rows, cols, h, opt.n_threads));
   }

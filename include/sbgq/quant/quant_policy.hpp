@@ -313,7 +313,7 @@ inline int tensor_layer_key(std::string_view name) noexcept {
 
 /// The visiting (and llama_model_quantize writing) order of `tensors`: indices sorted by
 /// (tensor_layer_key, name) as the loader's weights_map sorts them.
-inline std::vector<std::size_t> llama_tensor_order(std::span<const gguf_tensor_info> tensors) {
+inline std::vector<std::size_t> llama_tensor_order(std::span<const tensor_desc> tensors) {
   std::vector<std::size_t> idx(tensors.size());
   std::vector<int> key(tensors.size());
   for (std::size_t i = 0; i < tensors.size(); ++i) {
@@ -392,7 +392,7 @@ inline std::optional<ggml_type> shape_fallback_type(std::int64_t ncols, ggml_typ
 namespace detail::qp {
 
 /// Why a tensor is never quantized, or empty if it may be (spec 2).
-inline std::string_view keep_reason(const gguf_tensor_info& t, const quant_policy& p) {
+inline std::string_view keep_reason(const tensor_desc& t, const quant_policy& p) {
   const std::string_view name = t.name;
   // ggml_n_dims: the number of dims ignoring trailing 1s.
   int n_dims = 1;
@@ -449,7 +449,7 @@ inline result<std::int64_t> ffn_layer(std::int64_t counter, std::int64_t n, cons
 /// the chosen type out; `why` gets the rule that fired. Advances the counters exactly as
 /// llama.cpp does (only for tensors that reach the rules).
 inline result<void> apply_mixture(mix_state& s, const model_facts& m, llama_ftype ft, tensor_category cat,
-                                  const gguf_tensor_info& info, ggml_type& t, std::string& why) {
+                                  const tensor_desc& info, ggml_type& t, std::string& why) {
   using F = llama_ftype;
   using T = ggml_type;
   const bool falcon = m.arch == "falcon";
@@ -537,7 +537,7 @@ inline result<void> apply_mixture(mix_state& s, const model_facts& m, llama_ftyp
 }
 
 /// The shape fallback (spec 5). Errors: unsupported (no fallback defined for the type).
-inline result<ggml_type> shape_fallback(const gguf_tensor_info& info, ggml_type t) {
+inline result<ggml_type> shape_fallback(const tensor_desc& info, ggml_type t) {
   const auto to = shape_fallback_type(info.ne[0], t);
   if (!to)
     return fail(error_code::unsupported, "tensor '" + info.name + "': ne[0] = " + std::to_string(info.ne[0]) +
@@ -558,7 +558,7 @@ inline result<ggml_type> shape_fallback(const gguf_tensor_info& info, ggml_type 
 /// pattern that name_pattern::compile refuses), unsupported (a row length with no fallback for the
 /// chosen type), bad_value (MoE tensor without a usable layer number).
 /// Pure: no I/O. Complexity: O(tensors x patterns) name_pattern searches.
-inline result<type_plan> choose_tensor_types(const model_facts& model, std::span<const gguf_tensor_info> tensors,
+inline result<type_plan> choose_tensor_types(const model_facts& model, std::span<const tensor_desc> tensors,
                                              const quant_policy& policy, bool has_imatrix) {
   namespace qp = detail::qp;
   const quant_preset* preset = find_quant_preset(policy.ftype);
@@ -579,7 +579,7 @@ inline result<type_plan> choose_tensor_types(const model_facts& model, std::span
   qp::mix_state s;
   s.has_imatrix = has_imatrix;
   const std::vector<std::size_t> order = llama_tensor_order(tensors);
-  for (const gguf_tensor_info& t : tensors) {  // preliminary counts over all tensors (spec 1.2)
+  for (const tensor_desc& t : tensors) {  // preliminary counts over all tensors (spec 1.2)
     const tensor_category c = categorize_tensor(t.name);
     if (qp::is_attn_v_like(c)) ++s.n_attention_wv;
     if (c == tensor_category::output) s.tied = false;
@@ -591,7 +591,7 @@ inline result<type_plan> choose_tensor_types(const model_facts& model, std::span
 
   plan.tensors.reserve(tensors.size());
   for (std::size_t k : order) {
-    const gguf_tensor_info& info = tensors[k];
+    const tensor_desc& info = tensors[k];
     tensor_type_choice c;
     c.index = k;
     c.name = info.name;

@@ -181,7 +181,7 @@ inline result<recipe> load_recipe(const std::string& name_or_path) {
 }
 
 /// True if llama.cpp would ever quantize this tensor (not 1-D, not a norm, not ssm_conv1d...).
-inline bool is_quantizable_tensor(const gguf_tensor_info& t) {
+inline bool is_quantizable_tensor(const tensor_desc& t) {
   return detail::qp::keep_reason(t, quant_policy{}).empty();
 }
 
@@ -191,7 +191,7 @@ inline bool is_quantizable_tensor(const gguf_tensor_info& t) {
 /// choose_tensor_types, bad_value for a rule pattern name_pattern refuses, unsupported
 /// when a row length has no fallback. O(tensors x rules x name length x pattern size).
 inline result<std::vector<ggml_type>> recipe_types(const recipe& r, const model_facts& facts,
-                                                   std::span<const gguf_tensor_info> tensors, bool has_imatrix) {
+                                                   std::span<const tensor_desc> tensors, bool has_imatrix) {
   std::vector<ggml_type> out(tensors.size());
   for (std::size_t i = 0; i < tensors.size(); ++i) out[i] = tensors[i].type;
   if (r.kind == recipe_kind::llama_preset) {

@@ -82,7 +82,6 @@
 #include <vector>
 
 #include "../core/base.hpp"
-#include "../calibrate.hpp"
 #include "../codec/registry.hpp"
 #include "../codec/rows.hpp"
 #include "../core/error.hpp"
@@ -328,12 +327,11 @@ inline result<double> weighted_error(const scored_matrix& s, const std::vector<s
   std::vector<error> errs(n_tasks, error(error_code::success));
   const std::size_t row_bytes = codec->row_bytes(cols);
   parallel_for(n_tasks, 1, n_threads, [&](std::size_t b, std::size_t e) {
-    std::vector<float> src, deq;
+    std::vector<float> src;
     std::vector<std::byte> q;
     for (std::size_t t = b; t < e; ++t) {
       const std::size_t r0 = t * error_rows_per_task, nr = std::min(error_rows_per_task, rows - r0);
       src.resize(nr * cols);
-      deq.resize(nr * cols);
       q.resize(nr * row_bytes);
       for (std::size_t r = 0; r < nr; ++r) {
         const float* in = s.w->row(static_cast<Eigen::Index>(r0 + r)).data();
@@ -348,17 +346,12 @@ inline result<double> weighted_error(const scored_matrix& s, const std::vector<s
         errs[t] = std::move(qr).error();
         continue;
       }
-      auto dr = dequantize_rows(s.type, q, nr, cols, deq, 1);
-      if (!dr) {
-        errs[t] = std::move(dr).error();
+      auto sums = weighted_row_error(s.type, src.data(), q, nr, cols, wq);
+      if (!sums) {
+        errs[t] = std::move(sums).error();
         continue;
       }
-      double acc = 0.0;
-      for (std::size_t r = 0; r < nr; ++r)
-        for (std::size_t c = 0; c < cols; ++c) {
-          const double dw = static_cast<double>(src[r * cols + c]) - static_cast<double>(deq[r * cols + c]);
-          acc += static_cast<double>(wq[c]) * dw * dw;
-        }
+      const double acc = sums->error;
       partial[t] = acc;
     }
   });
@@ -607,55 +600,5 @@ inline result<gauge_result> solve_gauge(const qwen35_config& c, int layer, layer
   }
   return g;
 }
-
-/// A weight_provider that applies solved gauge scalings as layers are loaded, for
-/// writing a gauged checkpoint (sbgq transform --gauge exact) or feeding one to another
-/// consumer. Layers must be loaded in order 0, 1, ...: each is first run through every
-/// calibration chunk (a calibration_session over the inner provider's embeddings), and
-/// its statistics solve the scales for the target types `type_of` gives. The inner
-/// provider (not owned) may be a rotated_provider.
-class gauged_provider : public weight_provider {
- public:
-  static result<std::unique_ptr<gauged_provider>> create(const qwen35_config& c, weight_provider& inner,
-                                                         std::span<const std::int32_t> tokens,
-                                                         const calibration_options& calib,
-                                                         std::function<ggml_type(const std::string&)> type_of,
-                                                         const gauge_options& opt) {
-    std::unique_ptr<gauged_provider> p(new gauged_provider(c, inner, std::move(type_of), opt));
-    SBGQ_TRY(p->session_, calibration_session::start(c, inner, tokens, calib));
-    return p;
-  }
-
-  result<global_weights> load_globals() override { return inner_.load_globals(); }
-  result<matrix_f32> embedding_rows(std::span<const std::int32_t> ids) override { return inner_.embedding_rows(ids); }
-  result<layer_weights> load_layer(int l) override {
-    if (l != next_)
-      return error(error_code::invalid_argument, "gauge",
-                   "gauged_provider loads layers in order: asked for layer " + std::to_string(l) + ", next is " +
-                       std::to_string(next_));
-    SBGQ_TRY(layer_weights w, inner_.load_layer(l));
-    SBGQ_TRY_VOID(session_->run_layer(l, w));
-    session_->clear_xtx();
-    SBGQ_TRY(gauge_result g, solve_gauge(c_, l, w, session_->stats(), type_of_, opt_));
-    scale_imatrix_inputs(session_->stats(), g);
-    for (auto& n : g.notes) notes_.push_back(std::move(n));
-    ++next_;
-    return w;
-  }
-  /// What the solver chose, layer after layer.
-  const std::vector<std::string>& notes() const noexcept { return notes_; }
-
- private:
-  gauged_provider(const qwen35_config& c, weight_provider& inner, std::function<ggml_type(const std::string&)> type_of,
-                  const gauge_options& opt)
-      : c_(c), inner_(inner), type_of_(std::move(type_of)), opt_(opt) {}
-  const qwen35_config& c_;
-  weight_provider& inner_;
-  std::function<ggml_type(const std::string&)> type_of_;
-  gauge_options opt_;
-  std::unique_ptr<calibration_session> session_;
-  int next_ = 0;
-  std::vector<std::string> notes_;
-};
 
 SBGQ_END_NAMESPACE

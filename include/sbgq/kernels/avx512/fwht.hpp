@@ -91,7 +91,7 @@ struct vt<double> {
 #include "../shared/fwht-inl.hpp"
 
 }  // namespace avx512
-SBGQ_TARGET_END
+SBGQ_TARGET_AVX512_END
 SBGQ_END_NAMESPACE
 
 #endif  // SBGQ_X86_KERNELS

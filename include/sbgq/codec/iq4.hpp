@@ -15,6 +15,7 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <span>
 
 #include "../core/base.hpp"
@@ -23,6 +24,8 @@
 #include "../simd/dispatch.hpp"
 #include "blocks.hpp"
 #include "common.hpp"
+#include "format.hpp"
+#include "fixed_grid.hpp"
 #include "k_quant_common.hpp"
 #include "tables.hpp"
 #include "../kernels/avx2/iq4.hpp"
@@ -225,63 +228,110 @@ inline void dequantize_iq4_xs(std::span<const block_iq4_xs> x, std::span<float> 
 }  // namespace ref
 
 namespace detail::codec {
-// Level dispatch to the kernels of kernels/<target>/iq4.hpp (namespaces sbgq::avx2 /
-// sbgq::avx512, same names and signatures as ref, bit-identical results).
-inline void quantize_iq4_nl_at(simd_level level, std::span<const float> x, std::span<block_iq4_nl> y,
-                               std::span<const float> w) noexcept {
-  switch (level) {
-#if SBGQ_X86_KERNELS
-    case simd_level::avx512: avx512::quantize_iq4_nl(x, y, w); break;
-    case simd_level::avx2: avx2::quantize_iq4_nl(x, y, w); break;
-#endif
-    default: ref::quantize_iq4_nl(x, y, w); break;
+/// Grid arithmetic of IQ4_NL and IQ4_XS: value = dj * kvalues_iq4nl[L], rounding to the
+/// nearest codebook index with the codec's *unrounded* reciprocal scale inv[j]
+/// (algorithms doc 11.2; IQ4_NL has one sub-block with sc = 1).
+struct iq4_grid {
+  static constexpr int grid_n_super = 1;
+  static int grid_round(const fixed_grid& g, int i, float x) noexcept {
+    return best_index_iq4nl(g.inv[i / g.sub] * x);
   }
-}
-inline void dequantize_iq4_nl_at(simd_level level, std::span<const block_iq4_nl> x, std::span<float> y) noexcept {
-  switch (level) {
-#if SBGQ_X86_KERNELS
-    case simd_level::avx512: avx512::dequantize_iq4_nl(x, y); break;
-    case simd_level::avx2: avx2::dequantize_iq4_nl(x, y); break;
-#endif
-    default: ref::dequantize_iq4_nl(x, y); break;
+  static float grid_value(const fixed_grid& g, int i, int L) noexcept {
+    return g.dj[i / g.sub] * static_cast<float>(kvalues_iq4nl[static_cast<std::size_t>(L)]);
   }
-}
-inline void quantize_iq4_xs_at(simd_level level, std::span<const float> x, std::span<block_iq4_xs> y,
-                               std::span<const float> w) noexcept {
-  switch (level) {
-#if SBGQ_X86_KERNELS
-    case simd_level::avx512: avx512::quantize_iq4_xs(x, y, w); break;
-    case simd_level::avx2: avx2::quantize_iq4_xs(x, y, w); break;
-#endif
-    default: ref::quantize_iq4_xs(x, y, w); break;
+  static void grid_basis(const fixed_grid& g, int i, int L, double& a, double& b) noexcept {
+    a = static_cast<double>(g.sc[i / g.sub]) * kvalues_iq4nl[static_cast<std::size_t>(L)];
+    b = 0.0;
   }
-}
-inline void dequantize_iq4_xs_at(simd_level level, std::span<const block_iq4_xs> x, std::span<float> y) noexcept {
-  switch (level) {
-#if SBGQ_X86_KERNELS
-    case simd_level::avx512: avx512::dequantize_iq4_xs(x, y); break;
-    case simd_level::avx2: avx2::dequantize_iq4_xs(x, y); break;
-#endif
-    default: ref::dequantize_iq4_xs(x, y); break;
-  }
-}
+};
 }  // namespace detail::codec
+
+/// IQ4_NL in one place (format.hpp, fixed_grid.hpp). Grid: one sub-block of 32.
+struct iq4_nl_format : detail::codec::iq4_grid {
+  using block = block_iq4_nl;
+  static constexpr ggml_type type = ggml_type::iq4_nl;
+  static constexpr bool uses_weights = true;
+  static constexpr detail::codec::per_target<detail::codec::quantize_kernel<block>> quantize =
+      SBGQ_CODEC_KERNELS(quantize_iq4_nl);
+  static constexpr detail::codec::per_target<detail::codec::dequantize_kernel<block>> dequantize =
+      SBGQ_CODEC_KERNELS(dequantize_iq4_nl);
+
+  /// Algorithms doc 11.2 step 4, with the codec's own search.
+  static void grid_init(simd_level, const float* x, const float* qw, detail::codec::fixed_grid& g) noexcept {
+    g.sub = 32;
+    float scale = 0.0f, max_scale = 0.0f;
+    detail::codec::iq4_search_superblock(x, qw, 1, g.L0, &scale, max_scale);
+    g.d = to_f16(scale);
+    g.dmin = f16{};
+    g.inv[0] = scale != 0.0f ? 1.0f / scale : 0.0f;
+    g.sc[0] = 1;
+    detail::codec::grid_set_decoded(g, 1);
+  }
+  static void grid_store(const detail::codec::fixed_grid& g, const std::uint8_t* L, std::byte* dst) noexcept {
+    block b;
+    b.d = g.d;
+    detail::codec::pack_iq4_nibbles(L, 1, b.qs);
+    std::memcpy(dst, &b, sizeof b);
+  }
+};
+
+/// IQ4_XS in one place (format.hpp, fixed_grid.hpp). Grid: 8 sub-blocks of 32 with the
+/// signed 6-bit scales l, value = (D l) kvalues_iq4nl[L].
+struct iq4_xs_format : detail::codec::iq4_grid {
+  using block = block_iq4_xs;
+  static constexpr ggml_type type = ggml_type::iq4_xs;
+  static constexpr bool uses_weights = true;
+  static constexpr detail::codec::per_target<detail::codec::quantize_kernel<block>> quantize =
+      SBGQ_CODEC_KERNELS(quantize_iq4_xs);
+  static constexpr detail::codec::per_target<detail::codec::dequantize_kernel<block>> dequantize =
+      SBGQ_CODEC_KERNELS(dequantize_iq4_xs);
+
+  /// Algorithms doc 11.2 step 3: 6-bit block scales l against the unrounded
+  /// D = -max_scale/32; indices from the unrounded dl = D * l.
+  static void grid_init(simd_level, const float* x, const float* qw, detail::codec::fixed_grid& g) noexcept {
+    g.sub = 32;
+    float scales[8];
+    float max_scale = 0.0f;
+    detail::codec::iq4_search_superblock(x, qw, 8, g.L0, scales, max_scale);
+    const float D = -max_scale / 32.0f;
+    g.d = to_f16(D);
+    g.dmin = f16{};
+    const float id = D != 0.0f ? 1.0f / D : 0.0f;
+    for (int ib = 0; ib < 8; ++ib) {
+      const int l = std::max(-32, std::min(31, detail::codec::nearest_int(id * scales[ib])));
+      const float dl = D * static_cast<float>(l);
+      g.inv[ib] = dl != 0.0f ? 1.0f / dl : 0.0f;
+      g.sc[ib] = l;
+    }
+    detail::codec::grid_set_decoded(g, 8);
+  }
+  static void grid_store(const detail::codec::fixed_grid& g, const std::uint8_t* L, std::byte* dst) noexcept {
+    block b;
+    b.d = g.d;
+    std::uint16_t scales_h = 0;
+    for (int ib = 0; ib < 4; ++ib) b.scales_l[ib] = 0;
+    for (int ib = 0; ib < 8; ++ib) {
+      const int l = g.sc[ib] + 32;
+      b.scales_l[ib / 2] = static_cast<std::uint8_t>(b.scales_l[ib / 2] | ((l & 0xF) << (4 * (ib % 2))));
+      scales_h = static_cast<std::uint16_t>(scales_h | ((l >> 4) << (2 * ib)));
+    }
+    b.scales_h = scales_h;
+    detail::codec::pack_iq4_nibbles(L, 8, b.qs);
+    std::memcpy(dst, &b, sizeof b);
+  }
+};
 
 /// Quantizes one row of `src` (a multiple of 32 floats) into src.size()/32 blocks.
 /// `weights`: empty (llama.cpp's x^2 weighting) or one importance value per column.
 /// Errors: size_mismatch; not_finite naming the column. Thread-safe.
 inline result<void> quantize_iq4_nl(std::span<const float> src, std::span<block_iq4_nl> dst,
                                     std::span<const float> weights = {}) {
-  SBGQ_TRY_VOID(detail::codec::check_quantize_row("iq4_nl", src, block_iq4_nl::values, dst.size(), weights));
-  detail::codec::quantize_iq4_nl_at(active_simd_level(), src, dst, weights);
-  return {};
+  return detail::codec::checked_quantize<iq4_nl_format>(src, dst, weights);
 }
 
 /// Decodes src.size() blocks into dst (32 floats per block). Errors: size_mismatch.
 inline result<void> dequantize_iq4_nl(std::span<const block_iq4_nl> src, std::span<float> dst) {
-  SBGQ_TRY_VOID(detail::codec::check_row_sizes("iq4_nl", dst.size(), block_iq4_nl::values, src.size(), "the output"));
-  detail::codec::dequantize_iq4_nl_at(active_simd_level(), src, dst);
-  return {};
+  return detail::codec::checked_dequantize<iq4_nl_format>(src, dst);
 }
 
 /// Quantizes one row of `src` (a multiple of 256 floats) into src.size()/256 blocks.
@@ -289,16 +339,12 @@ inline result<void> dequantize_iq4_nl(std::span<const block_iq4_nl> src, std::sp
 /// Errors: size_mismatch; not_finite naming the column. Thread-safe.
 inline result<void> quantize_iq4_xs(std::span<const float> src, std::span<block_iq4_xs> dst,
                                     std::span<const float> weights = {}) {
-  SBGQ_TRY_VOID(detail::codec::check_quantize_row("iq4_xs", src, qk_k, dst.size(), weights));
-  detail::codec::quantize_iq4_xs_at(active_simd_level(), src, dst, weights);
-  return {};
+  return detail::codec::checked_quantize<iq4_xs_format>(src, dst, weights);
 }
 
 /// Decodes src.size() blocks into dst (256 floats per block). Errors: size_mismatch.
 inline result<void> dequantize_iq4_xs(std::span<const block_iq4_xs> src, std::span<float> dst) {
-  SBGQ_TRY_VOID(detail::codec::check_row_sizes("iq4_xs", dst.size(), qk_k, src.size(), "the output"));
-  detail::codec::dequantize_iq4_xs_at(active_simd_level(), src, dst);
-  return {};
+  return detail::codec::checked_dequantize<iq4_xs_format>(src, dst);
 }
 
 SBGQ_END_NAMESPACE

@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <span>
 
 #include "../core/base.hpp"
@@ -17,6 +18,8 @@
 #include "../simd/dispatch.hpp"
 #include "blocks.hpp"
 #include "common.hpp"
+#include "format.hpp"
+#include "fixed_grid.hpp"
 #include "k_quant_common.hpp"
 
 SBGQ_BEGIN_NAMESPACE
@@ -160,44 +163,48 @@ inline void dequantize_q2_k(std::span<const block_q2_k> x, std::span<float> y) n
 
 }  // namespace ref
 
-namespace detail::codec {
-// Level dispatch to the kernels of kernels/<target>/q2_k.hpp (bit-identical results).
-inline void quantize_q2_k_at(simd_level level, std::span<const float> x, std::span<block_q2_k> y,
-                             std::span<const float> w) noexcept {
-  switch (level) {
-#if SBGQ_X86_KERNELS
-    case simd_level::avx512: avx512::quantize_q2_k(x, y, w); break;
-    case simd_level::avx2: avx2::quantize_q2_k(x, y, w); break;
-#endif
-    default: ref::quantize_q2_k(x, y, w); break;
+/// Q2_K in one place (format.hpp, fixed_grid.hpp). Grid: 16 sub-blocks of 16,
+/// value = D sc_j L - M m_j with 4-bit sc_j, m_j.
+struct q2_k_format : detail::codec::affine_grid<3> {
+  using block = block_q2_k;
+  static constexpr ggml_type type = ggml_type::q2_k;
+  static constexpr bool uses_weights = true;
+  static constexpr detail::codec::per_target<detail::codec::quantize_kernel<block>> quantize =
+      SBGQ_CODEC_KERNELS(quantize_q2_k);
+  static constexpr detail::codec::per_target<detail::codec::dequantize_kernel<block>> dequantize =
+      SBGQ_CODEC_KERNELS(dequantize_q2_k);
+
+  static void grid_init(simd_level level, const float* x, const float* qw, detail::codec::fixed_grid& g) noexcept {
+    const block b = detail::codec::grid_run_codec<q2_k_format>(level, x, qw, g);
+    for (int i = 0; i < 256; ++i)
+      g.L0[i] = static_cast<std::uint8_t>((b.qs[32 * (i / 128) + i % 32] >> (2 * ((i % 128) / 32))) & 3);
+    g.sub = 16;
+    g.d = b.d;
+    g.dmin = b.dmin;
+    for (int j = 0; j < 16; ++j) {
+      g.sc[j] = b.scales[j] & 0xF;
+      g.mn[j] = b.scales[j] >> 4;
+    }
+    detail::codec::grid_set_decoded(g, 16);
   }
-}
-inline void dequantize_q2_k_at(simd_level level, std::span<const block_q2_k> x, std::span<float> y) noexcept {
-  switch (level) {
-#if SBGQ_X86_KERNELS
-    case simd_level::avx512: avx512::dequantize_q2_k(x, y); break;
-    case simd_level::avx2: avx2::dequantize_q2_k(x, y); break;
-#endif
-    default: ref::dequantize_q2_k(x, y); break;
+  static void grid_store(const detail::codec::fixed_grid& g, const std::uint8_t* L, std::byte* dst) noexcept {
+    block b = detail::codec::grid_block_from_raw<block>(g);
+    detail::codec::pack_q2_k_quants(L, b.qs);
+    std::memcpy(dst, &b, sizeof b);
   }
-}
-}  // namespace detail::codec
+};
 
 /// Quantizes one row of `src` (a multiple of 256 floats) into src.size()/256 blocks.
 /// `weights`: empty (llama.cpp without imatrix) or one importance value per column.
 /// Errors: size_mismatch; not_finite naming the column. Thread-safe.
 inline result<void> quantize_q2_k(std::span<const float> src, std::span<block_q2_k> dst,
                                   std::span<const float> weights = {}) {
-  SBGQ_TRY_VOID(detail::codec::check_quantize_row("q2_K", src, qk_k, dst.size(), weights));
-  detail::codec::quantize_q2_k_at(active_simd_level(), src, dst, weights);
-  return {};
+  return detail::codec::checked_quantize<q2_k_format>(src, dst, weights);
 }
 
 /// Decodes src.size() blocks into dst (256 floats per block). Errors: size_mismatch.
 inline result<void> dequantize_q2_k(std::span<const block_q2_k> src, std::span<float> dst) {
-  SBGQ_TRY_VOID(detail::codec::check_row_sizes("q2_K", dst.size(), qk_k, src.size(), "the output"));
-  detail::codec::dequantize_q2_k_at(active_simd_level(), src, dst);
-  return {};
+  return detail::codec::checked_dequantize<q2_k_format>(src, dst);
 }
 
 SBGQ_END_NAMESPACE

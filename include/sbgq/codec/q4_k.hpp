@@ -14,6 +14,7 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <span>
 
 #include "../core/base.hpp"
@@ -22,6 +23,8 @@
 #include "../simd/dispatch.hpp"
 #include "blocks.hpp"
 #include "common.hpp"
+#include "format.hpp"
+#include "fixed_grid.hpp"
 #include "k_quant_common.hpp"
 
 SBGQ_BEGIN_NAMESPACE
@@ -142,6 +145,21 @@ inline void pack_q4_k_quants(const std::uint8_t* L, std::uint8_t* qs) noexcept {
     for (int l = 0; l < 32; ++l) qs[32 * c + l] = static_cast<std::uint8_t>(L[64 * c + l] | (L[64 * c + 32 + l] << 4));
 }
 
+/// The grid of a Q4_K / Q5_K block (fixed_grid.hpp): 8 sub-blocks of 32 with the 6-bit
+/// scales and mins of the 12 packed bytes, under the stored d and dmin.
+inline void k4_grid_scales(fixed_grid& g, f16 d, f16 dmin, const std::uint8_t* scales) noexcept {
+  g.sub = 32;
+  g.d = d;
+  g.dmin = dmin;
+  for (int j = 0; j < 8; ++j) {
+    std::uint8_t s = 0, m = 0;
+    get_scale_min_k4(j, scales, s, m);
+    g.sc[j] = s;
+    g.mn[j] = m;
+  }
+  grid_set_decoded(g, 8);
+}
+
 }  // namespace detail::codec
 SBGQ_END_NAMESPACE
 
@@ -192,45 +210,49 @@ inline void dequantize_q4_k(std::span<const block_q4_k> x, std::span<float> y) n
 
 }  // namespace ref
 
-namespace detail::codec {
-// Level dispatch to the kernels of kernels/<target>/q4_k.hpp (namespaces sbgq::avx2 /
-// sbgq::avx512, same names and signatures as ref, bit-identical results).
-inline void quantize_q4_k_at(simd_level level, std::span<const float> x, std::span<block_q4_k> y,
-                             std::span<const float> w) noexcept {
-  switch (level) {
-#if SBGQ_X86_KERNELS
-    case simd_level::avx512: avx512::quantize_q4_k(x, y, w); break;
-    case simd_level::avx2: avx2::quantize_q4_k(x, y, w); break;
-#endif
-    default: ref::quantize_q4_k(x, y, w); break;
+/// Q4_K in one place: block, ggml type, kernels per level, fixed-grid operations
+/// (format.hpp, fixed_grid.hpp). Grid: 8 sub-blocks of 32, value = D sc_j L - M m_j.
+struct q4_k_format : detail::codec::affine_grid<15> {
+  using block = block_q4_k;
+  static constexpr ggml_type type = ggml_type::q4_k;
+  static constexpr bool uses_weights = true;
+  static constexpr detail::codec::per_target<detail::codec::quantize_kernel<block>> quantize =
+      SBGQ_CODEC_KERNELS(quantize_q4_k);
+  static constexpr detail::codec::per_target<detail::codec::dequantize_kernel<block>> dequantize =
+      SBGQ_CODEC_KERNELS(dequantize_q4_k);
+
+  /// The codec's search, then its scales and codes read back from the block.
+  static void grid_init(simd_level level, const float* x, const float* qw, detail::codec::fixed_grid& g) noexcept {
+    const block b = detail::codec::grid_run_codec<q4_k_format>(level, x, qw, g);
+    unpack_codes(b.qs, g.L0);
+    detail::codec::k4_grid_scales(g, b.d, b.dmin, b.scales);
   }
-}
-inline void dequantize_q4_k_at(simd_level level, std::span<const block_q4_k> x, std::span<float> y) noexcept {
-  switch (level) {
-#if SBGQ_X86_KERNELS
-    case simd_level::avx512: avx512::dequantize_q4_k(x, y); break;
-    case simd_level::avx2: avx2::dequantize_q4_k(x, y); break;
-#endif
-    default: ref::dequantize_q4_k(x, y); break;
+  static void grid_store(const detail::codec::fixed_grid& g, const std::uint8_t* L, std::byte* dst) noexcept {
+    block b = detail::codec::grid_block_from_raw<block>(g);
+    detail::codec::pack_q4_k_quants(L, b.qs);
+    std::memcpy(dst, &b, sizeof b);
   }
-}
-}  // namespace detail::codec
+  /// The inverse of pack_q4_k_quants.
+  static void unpack_codes(const std::uint8_t* qs, std::uint8_t* L) noexcept {
+    for (int c = 0; c < 4; ++c)
+      for (int l = 0; l < 32; ++l) {
+        L[64 * c + l] = qs[32 * c + l] & 0xF;
+        L[64 * c + 32 + l] = qs[32 * c + l] >> 4;
+      }
+  }
+};
 
 /// Quantizes one row of `src` (a multiple of 256 floats) into src.size()/256 blocks.
 /// `weights`: empty (llama.cpp without imatrix) or one importance value per column.
 /// Errors: size_mismatch; not_finite naming the column. Thread-safe.
 inline result<void> quantize_q4_k(std::span<const float> src, std::span<block_q4_k> dst,
                                   std::span<const float> weights = {}) {
-  SBGQ_TRY_VOID(detail::codec::check_quantize_row("q4_K", src, qk_k, dst.size(), weights));
-  detail::codec::quantize_q4_k_at(active_simd_level(), src, dst, weights);
-  return {};
+  return detail::codec::checked_quantize<q4_k_format>(src, dst, weights);
 }
 
 /// Decodes src.size() blocks into dst (256 floats per block). Errors: size_mismatch.
 inline result<void> dequantize_q4_k(std::span<const block_q4_k> src, std::span<float> dst) {
-  SBGQ_TRY_VOID(detail::codec::check_row_sizes("q4_K", dst.size(), qk_k, src.size(), "the output"));
-  detail::codec::dequantize_q4_k_at(active_simd_level(), src, dst);
-  return {};
+  return detail::codec::checked_dequantize<q4_k_format>(src, dst);
 }
 
 SBGQ_END_NAMESPACE

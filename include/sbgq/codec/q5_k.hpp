@@ -9,6 +9,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <span>
 
 #include "../core/base.hpp"
@@ -17,6 +18,8 @@
 #include "../simd/dispatch.hpp"
 #include "blocks.hpp"
 #include "common.hpp"
+#include "format.hpp"
+#include "fixed_grid.hpp"
 #include "k_quant_common.hpp"
 #include "q4_k.hpp"
 
@@ -97,44 +100,44 @@ inline void dequantize_q5_k(std::span<const block_q5_k> x, std::span<float> y) n
 
 }  // namespace ref
 
-namespace detail::codec {
-// Level dispatch to the kernels of kernels/<target>/q5_k.hpp (bit-identical results).
-inline void quantize_q5_k_at(simd_level level, std::span<const float> x, std::span<block_q5_k> y,
-                             std::span<const float> w) noexcept {
-  switch (level) {
-#if SBGQ_X86_KERNELS
-    case simd_level::avx512: avx512::quantize_q5_k(x, y, w); break;
-    case simd_level::avx2: avx2::quantize_q5_k(x, y, w); break;
-#endif
-    default: ref::quantize_q5_k(x, y, w); break;
+/// Q5_K in one place (see q4_k_format): Q4_K's grid with 5-bit codes.
+struct q5_k_format : detail::codec::affine_grid<31> {
+  using block = block_q5_k;
+  static constexpr ggml_type type = ggml_type::q5_k;
+  static constexpr bool uses_weights = true;
+  static constexpr detail::codec::per_target<detail::codec::quantize_kernel<block>> quantize =
+      SBGQ_CODEC_KERNELS(quantize_q5_k);
+  static constexpr detail::codec::per_target<detail::codec::dequantize_kernel<block>> dequantize =
+      SBGQ_CODEC_KERNELS(dequantize_q5_k);
+
+  static void grid_init(simd_level level, const float* x, const float* qw, detail::codec::fixed_grid& g) noexcept {
+    const block b = detail::codec::grid_run_codec<q5_k_format>(level, x, qw, g);
+    for (int c = 0; c < 4; ++c)
+      for (int l = 0; l < 32; ++l) {
+        g.L0[64 * c + l] = static_cast<std::uint8_t>((b.qs[32 * c + l] & 0xF) | (((b.qh[l] >> (2 * c)) & 1) << 4));
+        g.L0[64 * c + 32 + l] =
+            static_cast<std::uint8_t>((b.qs[32 * c + l] >> 4) | (((b.qh[l] >> (2 * c + 1)) & 1) << 4));
+      }
+    detail::codec::k4_grid_scales(g, b.d, b.dmin, b.scales);
   }
-}
-inline void dequantize_q5_k_at(simd_level level, std::span<const block_q5_k> x, std::span<float> y) noexcept {
-  switch (level) {
-#if SBGQ_X86_KERNELS
-    case simd_level::avx512: avx512::dequantize_q5_k(x, y); break;
-    case simd_level::avx2: avx2::dequantize_q5_k(x, y); break;
-#endif
-    default: ref::dequantize_q5_k(x, y); break;
+  static void grid_store(const detail::codec::fixed_grid& g, const std::uint8_t* L, std::byte* dst) noexcept {
+    block b = detail::codec::grid_block_from_raw<block>(g);
+    detail::codec::pack_q5_k_quants(L, b.qh, b.qs);
+    std::memcpy(dst, &b, sizeof b);
   }
-}
-}  // namespace detail::codec
+};
 
 /// Quantizes one row of `src` (a multiple of 256 floats) into src.size()/256 blocks.
 /// `weights`: empty (llama.cpp without imatrix) or one importance value per column.
 /// Errors: size_mismatch; not_finite naming the column. Thread-safe.
 inline result<void> quantize_q5_k(std::span<const float> src, std::span<block_q5_k> dst,
                                   std::span<const float> weights = {}) {
-  SBGQ_TRY_VOID(detail::codec::check_quantize_row("q5_K", src, qk_k, dst.size(), weights));
-  detail::codec::quantize_q5_k_at(active_simd_level(), src, dst, weights);
-  return {};
+  return detail::codec::checked_quantize<q5_k_format>(src, dst, weights);
 }
 
 /// Decodes src.size() blocks into dst (256 floats per block). Errors: size_mismatch.
 inline result<void> dequantize_q5_k(std::span<const block_q5_k> src, std::span<float> dst) {
-  SBGQ_TRY_VOID(detail::codec::check_row_sizes("q5_K", dst.size(), qk_k, src.size(), "the output"));
-  detail::codec::dequantize_q5_k_at(active_simd_level(), src, dst);
-  return {};
+  return detail::codec::checked_dequantize<q5_k_format>(src, dst);
 }
 
 SBGQ_END_NAMESPACE

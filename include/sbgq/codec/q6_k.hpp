@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <span>
 
 #include "../core/base.hpp"
@@ -17,6 +18,8 @@
 #include "../simd/dispatch.hpp"
 #include "blocks.hpp"
 #include "common.hpp"
+#include "format.hpp"
+#include "fixed_grid.hpp"
 #include "k_quant_common.hpp"
 
 SBGQ_BEGIN_NAMESPACE
@@ -124,44 +127,53 @@ inline void dequantize_q6_k(std::span<const block_q6_k> x, std::span<float> y) n
 
 }  // namespace ref
 
-namespace detail::codec {
-// Level dispatch to the kernels of kernels/<target>/q6_k.hpp (bit-identical results).
-inline void quantize_q6_k_at(simd_level level, std::span<const float> x, std::span<block_q6_k> y,
-                             std::span<const float> w) noexcept {
-  switch (level) {
-#if SBGQ_X86_KERNELS
-    case simd_level::avx512: avx512::quantize_q6_k(x, y, w); break;
-    case simd_level::avx2: avx2::quantize_q6_k(x, y, w); break;
-#endif
-    default: ref::quantize_q6_k(x, y, w); break;
+/// Q6_K in one place (format.hpp, fixed_grid.hpp). Grid: 16 sub-blocks of 16,
+/// value = D sc_j (L - 32).
+struct q6_k_format : detail::codec::signed_grid<32> {
+  using block = block_q6_k;
+  static constexpr ggml_type type = ggml_type::q6_k;
+  static constexpr bool uses_weights = true;
+  static constexpr detail::codec::per_target<detail::codec::quantize_kernel<block>> quantize =
+      SBGQ_CODEC_KERNELS(quantize_q6_k);
+  static constexpr detail::codec::per_target<detail::codec::dequantize_kernel<block>> dequantize =
+      SBGQ_CODEC_KERNELS(dequantize_q6_k);
+
+  static void grid_init(simd_level level, const float* x, const float* qw, detail::codec::fixed_grid& g) noexcept {
+    const block b = detail::codec::grid_run_codec<q6_k_format>(level, x, qw, g);
+    for (int h = 0; h < 2; ++h)
+      for (int l = 0; l < 32; ++l) {
+        const std::uint8_t* ql = b.ql + 64 * h;
+        const std::uint8_t qh = b.qh[32 * h + l];
+        std::uint8_t* Lh = g.L0 + 128 * h;
+        Lh[l] = static_cast<std::uint8_t>((ql[l] & 0xF) | ((qh & 3) << 4));
+        Lh[l + 32] = static_cast<std::uint8_t>((ql[l + 32] & 0xF) | (((qh >> 2) & 3) << 4));
+        Lh[l + 64] = static_cast<std::uint8_t>((ql[l] >> 4) | (((qh >> 4) & 3) << 4));
+        Lh[l + 96] = static_cast<std::uint8_t>((ql[l + 32] >> 4) | (((qh >> 6) & 3) << 4));
+      }
+    g.sub = 16;
+    g.d = b.d;
+    g.dmin = f16{};
+    for (int j = 0; j < 16; ++j) g.sc[j] = b.scales[j];
+    detail::codec::grid_set_decoded(g, 16);
   }
-}
-inline void dequantize_q6_k_at(simd_level level, std::span<const block_q6_k> x, std::span<float> y) noexcept {
-  switch (level) {
-#if SBGQ_X86_KERNELS
-    case simd_level::avx512: avx512::dequantize_q6_k(x, y); break;
-    case simd_level::avx2: avx2::dequantize_q6_k(x, y); break;
-#endif
-    default: ref::dequantize_q6_k(x, y); break;
+  static void grid_store(const detail::codec::fixed_grid& g, const std::uint8_t* L, std::byte* dst) noexcept {
+    block b = detail::codec::grid_block_from_raw<block>(g);
+    detail::codec::pack_q6_k_quants(L, b.ql, b.qh);
+    std::memcpy(dst, &b, sizeof b);
   }
-}
-}  // namespace detail::codec
+};
 
 /// Quantizes one row of `src` (a multiple of 256 floats) into src.size()/256 blocks.
 /// `weights`: empty (llama.cpp without imatrix) or one importance value per column.
 /// Errors: size_mismatch; not_finite naming the column. Thread-safe.
 inline result<void> quantize_q6_k(std::span<const float> src, std::span<block_q6_k> dst,
                                   std::span<const float> weights = {}) {
-  SBGQ_TRY_VOID(detail::codec::check_quantize_row("q6_K", src, qk_k, dst.size(), weights));
-  detail::codec::quantize_q6_k_at(active_simd_level(), src, dst, weights);
-  return {};
+  return detail::codec::checked_quantize<q6_k_format>(src, dst, weights);
 }
 
 /// Decodes src.size() blocks into dst (256 floats per block). Errors: size_mismatch.
 inline result<void> dequantize_q6_k(std::span<const block_q6_k> src, std::span<float> dst) {
-  SBGQ_TRY_VOID(detail::codec::check_row_sizes("q6_K", dst.size(), qk_k, src.size(), "the output"));
-  detail::codec::dequantize_q6_k_at(active_simd_level(), src, dst);
-  return {};
+  return detail::codec::checked_dequantize<q6_k_format>(src, dst);
 }
 
 SBGQ_END_NAMESPACE

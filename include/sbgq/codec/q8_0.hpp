@@ -8,8 +8,11 @@
 // Format: blocks doc section 2; algorithm: algorithms doc section 7.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
+#include <cstdint>
+#include <cstring>
 #include <span>
 
 #include "../core/base.hpp"
@@ -18,6 +21,8 @@
 #include "../simd/dispatch.hpp"
 #include "blocks.hpp"
 #include "common.hpp"
+#include "format.hpp"
+#include "fixed_grid.hpp"
 
 SBGQ_BEGIN_NAMESPACE
 
@@ -66,29 +71,51 @@ SBGQ_END_NAMESPACE
 #include "../kernels/avx512/q8_0.hpp"
 
 SBGQ_BEGIN_NAMESPACE
-namespace detail::codec {
-// Level dispatch, once per row, to the kernels of kernels/<target>/q8_0.hpp (namespaces
-// sbgq::avx2 / sbgq::avx512, same names and signatures as ref, bit-identical results).
-inline void quantize_q8_0_at(simd_level level, std::span<const float> x, std::span<block_q8_0> y,
-                             std::span<const float> w) noexcept {
-  switch (level) {
-#if SBGQ_X86_KERNELS
-    case simd_level::avx512: avx512::quantize_q8_0(x, y, w); break;
-    case simd_level::avx2: avx2::quantize_q8_0(x, y, w); break;
-#endif
-    default: ref::quantize_q8_0(x, y, w); break;
+/// Q8_0 in one place (format.hpp, fixed_grid.hpp). Grid: one sub-block of 32, value =
+/// (L - 128) D; rounding with the codec's *unrounded* 1/d (algorithms doc 7).
+struct q8_0_format {
+  using block = block_q8_0;
+  static constexpr ggml_type type = ggml_type::q8_0;
+  static constexpr bool uses_weights = false;
+  static constexpr detail::codec::per_target<detail::codec::quantize_kernel<block>> quantize =
+      SBGQ_CODEC_KERNELS(quantize_q8_0);
+  static constexpr detail::codec::per_target<detail::codec::dequantize_kernel<block>> dequantize =
+      SBGQ_CODEC_KERNELS(dequantize_q8_0);
+
+  static constexpr int grid_n_super = 1;
+  /// d = amax/127 as the codec computes it (the unrounded 1/d is not in the bytes).
+  static void grid_init(simd_level, const float* x, const float*, detail::codec::fixed_grid& g) noexcept {
+    g.sub = 32;
+    float amax = 0.0f;
+    for (int j = 0; j < 32; ++j) {
+      const float ax = std::fabs(x[j]);
+      amax = ax > amax ? ax : amax;
+    }
+    const float d = amax / 127.0f;
+    g.inv[0] = d != 0.0f ? 1.0f / d : 0.0f;
+    g.d = to_f16(d);
+    g.dmin = f16{};
+    g.sc[0] = 1;
+    detail::codec::grid_set_decoded(g, 1);
   }
-}
-inline void dequantize_q8_0_at(simd_level level, std::span<const block_q8_0> x, std::span<float> y) noexcept {
-  switch (level) {
-#if SBGQ_X86_KERNELS
-    case simd_level::avx512: avx512::dequantize_q8_0(x, y); break;
-    case simd_level::avx2: avx2::dequantize_q8_0(x, y); break;
-#endif
-    default: ref::dequantize_q8_0(x, y); break;
+  static int grid_round(const detail::codec::fixed_grid& g, int, float x) noexcept {
+    const float q = std::roundf(x * g.inv[0]);
+    return static_cast<int>(std::max(-127.0f, std::min(127.0f, q))) + 128;
   }
-}
-}  // namespace detail::codec
+  static float grid_value(const detail::codec::fixed_grid& g, int, int L) noexcept {
+    return static_cast<float>(L - 128) * to_f32(g.d);
+  }
+  static void grid_basis(const detail::codec::fixed_grid&, int, int L, double& a, double& b) noexcept {
+    a = L - 128;
+    b = 0.0;
+  }
+  static void grid_store(const detail::codec::fixed_grid& g, const std::uint8_t* L, std::byte* dst) noexcept {
+    block b;
+    b.d = g.d;
+    for (int j = 0; j < 32; ++j) b.qs[j] = static_cast<std::int8_t>(L[j] - 128);
+    std::memcpy(dst, &b, sizeof b);
+  }
+};
 
 /// Quantizes one row of `src` (a multiple of 32 floats) into src.size()/32 blocks.
 /// `weights` (empty, or one per column) is checked but ignored: Q8_0 has no weighted
@@ -96,16 +123,12 @@ inline void dequantize_q8_0_at(simd_level level, std::span<const block_q8_0> x, 
 /// Thread-safe (no shared state).
 inline result<void> quantize_q8_0(std::span<const float> src, std::span<block_q8_0> dst,
                                   std::span<const float> weights = {}) {
-  SBGQ_TRY_VOID(detail::codec::check_quantize_row("q8_0", src, block_q8_0::values, dst.size(), weights));
-  detail::codec::quantize_q8_0_at(active_simd_level(), src, dst, weights);
-  return {};
+  return detail::codec::checked_quantize<q8_0_format>(src, dst, weights);
 }
 
 /// Decodes src.size() blocks into dst (32 floats per block). Errors: size_mismatch.
 inline result<void> dequantize_q8_0(std::span<const block_q8_0> src, std::span<float> dst) {
-  SBGQ_TRY_VOID(detail::codec::check_row_sizes("q8_0", dst.size(), block_q8_0::values, src.size(), "the output"));
-  detail::codec::dequantize_q8_0_at(active_simd_level(), src, dst);
-  return {};
+  return detail::codec::checked_dequantize<q8_0_format>(src, dst);
 }
 
 SBGQ_END_NAMESPACE

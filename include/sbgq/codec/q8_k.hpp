@@ -18,6 +18,7 @@
 #include "../simd/dispatch.hpp"
 #include "blocks.hpp"
 #include "common.hpp"
+#include "format.hpp"
 
 SBGQ_BEGIN_NAMESPACE
 
@@ -70,35 +71,28 @@ inline void dequantize_q8_k(std::span<const block_q8_k> x, std::span<float> y) n
 
 }  // namespace ref
 
-namespace detail::codec {
-// Level dispatch; see q4_k.hpp for how kernels are added.
-inline void quantize_q8_k_at(simd_level level, std::span<const float> x, std::span<block_q8_k> y,
-                             std::span<const float> w) noexcept {
-  switch (level) {
-    default: ref::quantize_q8_k(x, y, w); break;
-  }
-}
-inline void dequantize_q8_k_at(simd_level level, std::span<const block_q8_k> x, std::span<float> y) noexcept {
-  switch (level) {
-    default: ref::dequantize_q8_k(x, y); break;
-  }
-}
-}  // namespace detail::codec
+/// Q8_K in one place (format.hpp): scalar kernels only, no grid (it never appears in
+/// a GGUF file).
+struct q8_k_format {
+  using block = block_q8_k;
+  static constexpr ggml_type type = ggml_type::q8_k;
+  static constexpr bool uses_weights = false;
+  static constexpr detail::codec::per_target<detail::codec::quantize_kernel<block>> quantize =
+      detail::codec::scalar_only<detail::codec::quantize_kernel<block>>(&ref::quantize_q8_k);
+  static constexpr detail::codec::per_target<detail::codec::dequantize_kernel<block>> dequantize =
+      detail::codec::scalar_only<detail::codec::dequantize_kernel<block>>(&ref::dequantize_q8_k);
+};
 
-/// Quantizes one row of `src` (a multiple of 256 floats) into src.size()/256 blocks;
+/// Quantizes one row of `src` (a multiple of 256 floats) into src.size()/256 blocks.
 /// `weights` is checked and ignored. Errors: size_mismatch; not_finite. Thread-safe.
 inline result<void> quantize_q8_k(std::span<const float> src, std::span<block_q8_k> dst,
                                   std::span<const float> weights = {}) {
-  SBGQ_TRY_VOID(detail::codec::check_quantize_row("q8_K", src, qk_k, dst.size(), weights));
-  detail::codec::quantize_q8_k_at(active_simd_level(), src, dst, weights);
-  return {};
+  return detail::codec::checked_quantize<q8_k_format>(src, dst, weights);
 }
 
 /// Decodes src.size() blocks into dst (256 floats per block). Errors: size_mismatch.
 inline result<void> dequantize_q8_k(std::span<const block_q8_k> src, std::span<float> dst) {
-  SBGQ_TRY_VOID(detail::codec::check_row_sizes("q8_K", dst.size(), qk_k, src.size(), "the output"));
-  detail::codec::dequantize_q8_k_at(active_simd_level(), src, dst);
-  return {};
+  return detail::codec::checked_dequantize<q8_k_format>(src, dst);
 }
 
 SBGQ_END_NAMESPACE

@@ -1,5 +1,7 @@
-// ggml_type -> codec traits: block geometry and type-erased row functions for every
-// tensor type sbgq can write (the quantized codecs plus F32/F16/BF16 as plain types).
+// ggml_type -> codec traits: block geometry, type-erased row functions and grid
+// operations for every tensor type sbgq can write (the quantized codecs plus
+// F32/F16/BF16 as plain types), generated from the list of format traits structs
+// (format.hpp; one struct per format, in the format's header).
 //
 // The row functions take the kernel level explicitly, so a caller that processes many
 // rows (codec/rows.hpp) reads active_simd_level() once and passes it down, and a
@@ -19,8 +21,11 @@
 #include "../io/ggml_types.hpp"
 #include "../simd/dispatch.hpp"
 #include "blocks.hpp"
+#include "fixed_grid.hpp"
+#include "format.hpp"
 #include "iq4.hpp"
 #include "k_quants.hpp"
+#include "plain.hpp"
 #include "q8_0.hpp"
 
 SBGQ_BEGIN_NAMESPACE
@@ -42,6 +47,8 @@ struct codec_traits {
   bool uses_weights = false;      ///< quantization consumes importance weights
   quantize_row_fn quantize_row = nullptr;
   dequantize_row_fn dequantize_row = nullptr;
+  /// Fixed-grid operations (grid.hpp), or null for the formats without a grid.
+  const detail::codec::grid_ops* grid = nullptr;
 
   /// Bytes of a row of n elements (n a multiple of block_values).
   constexpr std::size_t row_bytes(std::size_t n) const noexcept { return n / block_values * block_bytes; }
@@ -49,81 +56,62 @@ struct codec_traits {
 
 namespace detail::codec {
 
-template <class Block, void (*Quant)(simd_level, std::span<const float>, std::span<Block>, std::span<const float>)>
+template <class Format>
 void erased_quantize(simd_level level, const float* src, std::byte* dst, std::size_t n, const float* w) {
-  SBGQ_DASSERT(n % Block::values == 0);
-  Quant(level, std::span<const float>(src, n),
-        std::span<Block>(reinterpret_cast<Block*>(dst), n / Block::values),
-        w ? std::span<const float>(w, n) : std::span<const float>());
+  using block = typename Format::block;
+  SBGQ_DASSERT(n % block::values == 0);
+  Format::quantize.at(level)(std::span<const float>(src, n),
+                             std::span<block>(reinterpret_cast<block*>(dst), n / block::values),
+                             w ? std::span<const float>(w, n) : std::span<const float>());
 }
-template <class Block, void (*Dequant)(simd_level, std::span<const Block>, std::span<float>)>
+template <class Format>
 void erased_dequantize(simd_level level, const std::byte* src, float* dst, std::size_t n) {
-  SBGQ_DASSERT(n % Block::values == 0);
-  Dequant(level, std::span<const Block>(reinterpret_cast<const Block*>(src), n / Block::values),
-          std::span<float>(dst, n));
+  using block = typename Format::block;
+  SBGQ_DASSERT(n % block::values == 0);
+  Format::dequantize.at(level)(std::span<const block>(reinterpret_cast<const block*>(src), n / block::values),
+                               std::span<float>(dst, n));
 }
 
-// Plain types: a straight copy or ggml's exact f16/bf16 rounding (dtype.hpp). Stored
-// through memcpy so that the destination may have any alignment.
-inline void quantize_row_f32(simd_level, const float* src, std::byte* dst, std::size_t n, const float*) {
-  if (n) std::memcpy(dst, src, n * sizeof(float));
-}
-inline void dequantize_row_f32(simd_level, const std::byte* src, float* dst, std::size_t n) {
-  if (n) std::memcpy(dst, src, n * sizeof(float));
-}
-inline void quantize_row_f16(simd_level, const float* src, std::byte* dst, std::size_t n, const float*) {
-  for (std::size_t i = 0; i < n; ++i) {
-    const std::uint16_t h = f32_to_f16_bits(src[i]);
-    std::memcpy(dst + 2 * i, &h, 2);
-  }
-}
-inline void dequantize_row_f16(simd_level, const std::byte* src, float* dst, std::size_t n) {
-  for (std::size_t i = 0; i < n; ++i) {
-    std::uint16_t h = 0;
-    std::memcpy(&h, src + 2 * i, 2);
-    dst[i] = f16_bits_to_f32(h);
-  }
-}
-inline void quantize_row_bf16(simd_level, const float* src, std::byte* dst, std::size_t n, const float*) {
-  for (std::size_t i = 0; i < n; ++i) {
-    const std::uint16_t h = f32_to_bf16_bits(src[i]);
-    std::memcpy(dst + 2 * i, &h, 2);
-  }
-}
-inline void dequantize_row_bf16(simd_level, const std::byte* src, float* dst, std::size_t n) {
-  for (std::size_t i = 0; i < n; ++i) {
-    std::uint16_t h = 0;
-    std::memcpy(&h, src + 2 * i, 2);
-    dst[i] = bf16_bits_to_f32(h);
+template <class Format>
+inline constexpr grid_ops grid_ops_for{Format::grid_n_super, &Format::grid_init,  &Format::grid_round,
+                                       &Format::grid_value,  &Format::grid_basis, &Format::grid_store};
+
+/// The grid operations of Format, or null when it has none (plain types, Q8_K).
+template <class Format>
+constexpr const grid_ops* grid_ops_of() noexcept {
+  if constexpr (requires { &Format::grid_init; }) {
+    return &grid_ops_for<Format>;
+  } else {
+    return nullptr;
   }
 }
 
-template <class Block, void (*Quant)(simd_level, std::span<const float>, std::span<Block>, std::span<const float>),
-          void (*Dequant)(simd_level, std::span<const Block>, std::span<float>)>
-constexpr codec_traits make_codec(ggml_type t, bool uses_weights) {
-  return codec_traits{t,
-                      type_name(t),
-                      Block::values,
-                      sizeof(Block),
-                      uses_weights,
-                      &erased_quantize<Block, Quant>,
-                      &erased_dequantize<Block, Dequant>};
+/// The type-erased record of one format's traits (format.hpp).
+template <class Format>
+constexpr codec_traits make_codec() noexcept {
+  using block = typename Format::block;
+  static_assert(block::values == block_size(Format::type) && sizeof(block) == type_size(Format::type),
+                "the block struct disagrees with ggml's type size");
+  return codec_traits{Format::type,
+                      type_name(Format::type),
+                      block::values,
+                      sizeof(block),
+                      Format::uses_weights,
+                      &erased_quantize<Format>,
+                      &erased_dequantize<Format>,
+                      grid_ops_of<Format>()};
 }
 
-inline constexpr codec_traits codec_table[] = {
-    {ggml_type::f32, "f32", 1, 4, false, &quantize_row_f32, &dequantize_row_f32},
-    {ggml_type::f16, "f16", 1, 2, false, &quantize_row_f16, &dequantize_row_f16},
-    {ggml_type::bf16, "bf16", 1, 2, false, &quantize_row_bf16, &dequantize_row_bf16},
-    make_codec<block_q8_0, quantize_q8_0_at, dequantize_q8_0_at>(ggml_type::q8_0, false),
-    make_codec<block_q2_k, quantize_q2_k_at, dequantize_q2_k_at>(ggml_type::q2_k, true),
-    make_codec<block_q3_k, quantize_q3_k_at, dequantize_q3_k_at>(ggml_type::q3_k, true),
-    make_codec<block_q4_k, quantize_q4_k_at, dequantize_q4_k_at>(ggml_type::q4_k, true),
-    make_codec<block_q5_k, quantize_q5_k_at, dequantize_q5_k_at>(ggml_type::q5_k, true),
-    make_codec<block_q6_k, quantize_q6_k_at, dequantize_q6_k_at>(ggml_type::q6_k, true),
-    make_codec<block_q8_k, quantize_q8_k_at, dequantize_q8_k_at>(ggml_type::q8_k, false),
-    make_codec<block_iq4_nl, quantize_iq4_nl_at, dequantize_iq4_nl_at>(ggml_type::iq4_nl, true),
-    make_codec<block_iq4_xs, quantize_iq4_xs_at, dequantize_iq4_xs_at>(ggml_type::iq4_xs, true),
+template <class... Formats>
+struct format_list {
+  static constexpr codec_traits table[] = {make_codec<Formats>()...};
 };
+
+/// Every format sbgq can write (and Q8_K), plain types first: the one list the registry,
+/// the row functions and the fixed-grid API are built from.
+using all_formats = format_list<f32_format, f16_format, bf16_format, q8_0_format, q2_k_format, q3_k_format,
+                                q4_k_format, q5_k_format, q6_k_format, q8_k_format, iq4_nl_format, iq4_xs_format>;
+inline constexpr std::span<const codec_traits> codec_table = all_formats::table;
 
 }  // namespace detail::codec
 
@@ -137,13 +125,5 @@ constexpr const codec_traits* find_codec(ggml_type t) noexcept {
 
 /// Every supported codec, plain types first.
 constexpr std::span<const codec_traits> all_codecs() noexcept { return detail::codec::codec_table; }
-
-// The table agrees with ggml's type sizes (ggml_types.hpp, itself checked against the
-// oracle).
-static_assert([] {
-  for (const codec_traits& c : detail::codec::codec_table)
-    if (c.block_values != block_size(c.type) || c.block_bytes != type_size(c.type)) return false;
-  return true;
-}());
 
 SBGQ_END_NAMESPACE

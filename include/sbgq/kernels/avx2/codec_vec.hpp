@@ -187,6 +187,21 @@ inline void store(std::int32_t* p, vi a) {
 }
 inline vf load(const float* p) { vf o; SBGQ_CV_EACH o.v[r_] = _mm256_loadu_ps(p + r_ * reg_lanes); return o; }
 
+/// out[0..15] = d * float(v[k]) for the 16 signed bytes of v (the dequantizers' store;
+/// two 8-lane halves).
+inline void store_scaled_i8(float* out, __m128i v, float d) {
+  const __m256 dv = _mm256_set1_ps(d);
+  _mm256_storeu_ps(out, _mm256_mul_ps(dv, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(v))));
+  _mm256_storeu_ps(out + 8, _mm256_mul_ps(dv, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(v, 8)))));
+}
+/// out[0..15] = d * float(v[k]) - m for the 16 unsigned bytes of v.
+inline void store_affine_u8(float* out, __m128i v, float d, float m) {
+  const __m256 dv = _mm256_set1_ps(d), mv = _mm256_set1_ps(m);
+  _mm256_storeu_ps(out, _mm256_sub_ps(_mm256_mul_ps(dv, _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(v))), mv));
+  _mm256_storeu_ps(out + 8,
+                   _mm256_sub_ps(_mm256_mul_ps(dv, _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(v, 8)))), mv));
+}
+
 #undef SBGQ_CV_EACH
 
 }  // namespace avx2::cv

@@ -1,4 +1,5 @@
-// AVX2 kernels for Q8_0 (codec/q8_0.hpp).
+// AVX2 quantizer for Q8_0 (codec/q8_0.hpp); the dequantizer is in
+// kernels/shared/dequantize-inl.hpp (through dequantize.hpp).
 //
 // Internal: included by codec/q8_0.hpp (after sbgq::ref, which the quantizer falls back
 // to for degenerate blocks). Bit-identical to sbgq::ref.
@@ -26,6 +27,7 @@
 #include "../../core/base.hpp"
 #include "../../codec/blocks.hpp"
 #include "../../core/dtype.hpp"
+#include "dequantize.hpp"
 
 #if SBGQ_X86_KERNELS
 #include <immintrin.h>
@@ -76,20 +78,6 @@ inline void quantize_q8_0(std::span<const float> x, std::span<block_q8_0> y,
     // packs works per 128-bit half; the permute restores element order.
     const __m256i p8 = _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(y[b].qs), _mm256_permutevar8x32_epi32(p8, order));
-  }
-}
-
-/// Bit-identical to ref::dequantize_q8_0: y = float(q) * d.
-inline void dequantize_q8_0(std::span<const block_q8_0> x, std::span<float> y) noexcept {
-  SBGQ_DASSERT(y.size() == x.size() * block_q8_0::values);
-  for (std::size_t b = 0; b < x.size(); ++b) {
-    const __m256 d = _mm256_set1_ps(_mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(x[b].d.bits))));
-    const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[b].qs));
-    const __m128i lo = _mm256_castsi256_si128(q), hi = _mm256_extracti128_si256(q, 1);
-    const __m128i parts[4] = {lo, _mm_srli_si128(lo, 8), hi, _mm_srli_si128(hi, 8)};
-    float* out = y.data() + 32 * b;
-    for (int k = 0; k < 4; ++k)
-      _mm256_storeu_ps(out + 8 * k, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(parts[k])), d));
   }
 }
 

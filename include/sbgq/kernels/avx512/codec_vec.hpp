@@ -25,13 +25,6 @@
 #include <immintrin.h>
 
 SBGQ_BEGIN_NAMESPACE
-// GCC 12 false positive: _mm512_undefined_ps() et al. initialise a variable with itself,
-// and after inlining -W(maybe-)uninitialized reports it (GCC bug 105593, fixed in 13).
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
 SBGQ_TARGET_AVX512_BEGIN
 namespace avx512::cv {
 
@@ -155,13 +148,20 @@ inline void store(float* p, vf a) { SBGQ_CV_EACH _mm512_storeu_ps(p + r_ * reg_l
 inline void store(std::int32_t* p, vi a) { SBGQ_CV_EACH _mm512_storeu_si512(p + r_ * reg_lanes, a.v[r_]); }
 inline vf load(const float* p) { vf o; SBGQ_CV_EACH o.v[r_] = _mm512_loadu_ps(p + r_ * reg_lanes); return o; }
 
+/// out[0..15] = d * float(v[k]) for the 16 signed bytes of v (the dequantizers' store).
+inline void store_scaled_i8(float* out, __m128i v, float d) {
+  _mm512_storeu_ps(out, _mm512_mul_ps(_mm512_set1_ps(d), _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(v))));
+}
+/// out[0..15] = d * float(v[k]) - m for the 16 unsigned bytes of v.
+inline void store_affine_u8(float* out, __m128i v, float d, float m) {
+  const __m512 q = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(v));
+  _mm512_storeu_ps(out, _mm512_sub_ps(_mm512_mul_ps(_mm512_set1_ps(d), q), _mm512_set1_ps(m)));
+}
+
 #undef SBGQ_CV_EACH
 
 }  // namespace avx512::cv
-SBGQ_TARGET_END
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic pop
-#endif
+SBGQ_TARGET_AVX512_END
 SBGQ_END_NAMESPACE
 
 #endif  // SBGQ_X86_KERNELS

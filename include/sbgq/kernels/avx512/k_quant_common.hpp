@@ -15,21 +15,11 @@
 #include <immintrin.h>
 
 SBGQ_BEGIN_NAMESPACE
-// GCC 12 false positive: _mm512_undefined_ps() et al. initialise a variable with itself,
-// and after inlining -W(maybe-)uninitialized reports it (GCC bug 105593, fixed in 13).
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
 SBGQ_TARGET_AVX512_BEGIN
 namespace avx512 {
 #include "../shared/k_quant_common-inl.hpp"
 }  // namespace avx512
-SBGQ_TARGET_END
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic pop
-#endif
+SBGQ_TARGET_AVX512_END
 SBGQ_END_NAMESPACE
 
 #endif  // SBGQ_X86_KERNELS

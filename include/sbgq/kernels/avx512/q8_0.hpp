@@ -1,4 +1,6 @@
-// AVX-512 kernels for Q8_0 (the AVX2 kernel's steps on 16-float halves of a block) (codec/q8_0.hpp).
+// AVX-512 quantizer for Q8_0 (codec/q8_0.hpp): the AVX2 kernel's steps on 16-float halves
+// of a block. The dequantizer is in kernels/shared/dequantize-inl.hpp (through
+// dequantize.hpp).
 //
 // Internal: included by codec/q8_0.hpp (after sbgq::ref, which the quantizer falls back
 // to for degenerate blocks). Bit-identical to sbgq::ref.
@@ -26,18 +28,12 @@
 #include "../../core/base.hpp"
 #include "../../codec/blocks.hpp"
 #include "../../core/dtype.hpp"
+#include "dequantize.hpp"
 
 #if SBGQ_X86_KERNELS
 #include <immintrin.h>
 
 SBGQ_BEGIN_NAMESPACE
-// GCC 12 false positive: _mm512_undefined_ps() et al. initialise a variable with itself,
-// and after inlining -W(maybe-)uninitialized reports it (GCC bug 105593, fixed in 13).
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
 SBGQ_TARGET_AVX512_BEGIN
 namespace avx512 {
 
@@ -79,24 +75,8 @@ inline void quantize_q8_0(std::span<const float> x, std::span<block_q8_0> y,
   }
 }
 
-/// Bit-identical to ref::dequantize_q8_0: y = float(q) * d.
-inline void dequantize_q8_0(std::span<const block_q8_0> x, std::span<float> y) noexcept {
-  SBGQ_DASSERT(y.size() == x.size() * block_q8_0::values);
-  for (std::size_t b = 0; b < x.size(); ++b) {
-    const __m512 d = _mm512_set1_ps(_mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(x[b].d.bits))));
-    const __m128i q0 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(x[b].qs));
-    const __m128i q1 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(x[b].qs + 16));
-    float* out = y.data() + 32 * b;
-    _mm512_storeu_ps(out, _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q0)), d));
-    _mm512_storeu_ps(out + 16, _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q1)), d));
-  }
-}
-
 }  // namespace avx512
-SBGQ_TARGET_END
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic pop
-#endif
+SBGQ_TARGET_AVX512_END
 SBGQ_END_NAMESPACE
 
 #endif  // SBGQ_X86_KERNELS

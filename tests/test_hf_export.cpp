@@ -62,8 +62,8 @@ void export_model(const std::string& dir, const std::string& out, const residual
   hf_export_options opt;
   opt.out_dtype = t;
   opt.max_shard_bytes = shard_bytes;
-  opt.progress = [&](int i, int, const std::string& s) {
-    if (i < 0 && notices) notices->push_back(s);
+  opt.progress = [&](const progress_event& e) {
+    if (e.stage == progress_stage::note && notices) notices->emplace_back(e.message);
   };
   result<void> r;
   if (q) {

@@ -22,6 +22,7 @@
 #include "sbgq/convert.hpp"
 #include "sbgq/io/gguf.hpp"
 #include "sbgq/pipeline.hpp"
+#include "sbgq/quantize.hpp"
 #include "sbgq/model/weights.hpp"
 #include "support/oracle.hpp"
 

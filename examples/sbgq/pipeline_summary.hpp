@@ -1,7 +1,7 @@
 // Printing the pipeline's progress and report (sbgq pipeline, sbgq demo).
 #pragma once
 
-#include <cstdio>
+#include <cmath>
 #include <map>
 #include <string>
 
@@ -16,19 +16,13 @@ inline std::string format_pipeline_event(const pipeline_event& e) {
   std::string bar = "[" + std::string(static_cast<std::size_t>(filled), '#') +
                     std::string(static_cast<std::size_t>(width - filled), '.') + "]";
   auto dur = [](double s) {
-    char b[32];
-    if (s >= 60) std::snprintf(b, sizeof b, "%dm%02ds", static_cast<int>(s) / 60, static_cast<int>(s) % 60);
-    else std::snprintf(b, sizeof b, "%.1fs", s);
-    return std::string(b);
+    return s >= 60 ? fmt::format("{}m{:02}s", static_cast<int>(s) / 60, static_cast<int>(s) % 60) : fmt::format("{:.1f}s", s);
   };
-  char buf[320];
   std::string where = e.layer >= 0 && e.n_layers > 0 ? "layer " + std::to_string(std::min(e.layer + 1, e.n_layers)) + "/" +
                                                            std::to_string(e.n_layers)
                                                      : "globals";
   const std::string left = e.fraction > 0.02 && e.fraction < 1.0 ? ", ~" + dur(e.seconds / e.fraction * (1 - e.fraction)) + " left" : "";
-  std::snprintf(buf, sizeof buf, "%s %3.0f%%  %-9s %-13s %-28s %s%s", bar.c_str(), 100.0 * e.fraction, e.stage.c_str(),
-                where.c_str(), e.tensor.c_str(), dur(e.seconds).c_str(), left.c_str());
-  return buf;
+  return fmt::format("{} {:3.0f}%  {:<9} {:<13} {:<28} {}{}", bar, 100.0 * e.fraction, e.stage, where, e.tensor, dur(e.seconds), left);
 }
 
 /// Summary of a pipeline report on stdout: types, size, error, stage times, notes.
@@ -45,17 +39,16 @@ inline void print_pipeline_summary(const pipeline_report& r, const std::string& 
       weight += static_cast<double>(t.n_elements);
     }
   }
-  std::printf("pipeline: wrote %s (recipe %s)\n", out.c_str(), r.recipe.c_str());
-  std::printf("  %-8s %14s %12s %7s\n", "type", "weights", "size", "bpw");
+  fmt::print("pipeline: wrote {} (recipe {})\n", out, r.recipe);
+  fmt::print("  {:<8} {:>14} {:>12} {:>7}\n", "type", "weights", "size", "bpw");
   for (const auto& [name, x] : by_type)
-    std::printf("  %-8s %14llu %12s %7.3f\n", name.c_str(), static_cast<unsigned long long>(x.first),
-                human_bytes(static_cast<double>(x.second)).c_str(), x.first ? 8.0 * x.second / x.first : 0.0);
-  std::printf("  total    %14llu %12s %7.3f   file %s\n", static_cast<unsigned long long>(r.n_elements),
-              human_bytes(static_cast<double>(r.bytes)).c_str(), r.bits_per_weight(),
-              human_bytes(static_cast<double>(r.file_size)).c_str());
+    fmt::print("  {:<8} {:>14} {:>12} {:>7.3f}\n", name, x.first, human_bytes(static_cast<double>(x.second)),
+               x.first ? 8.0 * static_cast<double>(x.second) / static_cast<double>(x.first) : 0.0);
+  fmt::print("  total    {:>14} {:>12} {:>7.3f}   file {}\n", r.n_elements, human_bytes(static_cast<double>(r.bytes)),
+             r.bits_per_weight(), human_bytes(static_cast<double>(r.file_size)));
   if (weight > 0)
-    std::printf("  relative error, imatrix-diagonal weighting (size-weighted mean): plain rounding %.3e, written %.3e\n",
-                err_plain / weight, err / weight);
+    fmt::print("  relative error, imatrix-diagonal weighting (size-weighted mean): plain rounding {:.3e}, written {:.3e}\n",
+               err_plain / weight, err / weight);
   double obj_plain = 0, obj = 0;
   int n_gptq = 0;
   for (const auto& t : r.tensors)
@@ -65,19 +58,18 @@ inline void print_pipeline_summary(const pipeline_report& r, const std::string& 
       ++n_gptq;
     }
   if (n_gptq > 0 && obj_plain > 0)
-    std::printf("  gptq: output error tr(dW X^T X dW^T) %.1f%% below plain rounding, summed over %d tensors\n",
-                100.0 * (1.0 - obj / obj_plain), n_gptq);
-  std::printf("  time %.1f s (", r.seconds);
+    fmt::print("  gptq: output error tr(dW X^T X dW^T) {:.1f}% below plain rounding, summed over {} tensors\n",
+               100.0 * (1.0 - obj / obj_plain), n_gptq);
+  fmt::print("  time {:.1f} s (", r.seconds);
   bool first = true;
   for (const auto& [k, v] : r.stage_seconds) {
     if (v < 0.005) continue;
-    std::printf("%s%s %.1f s", first ? "" : ", ", k.c_str(), v);
+    fmt::print("{}{} {:.1f} s", first ? "" : ", ", k, v);
     first = false;
   }
-  std::printf("), peak RSS %s, %lld calibration tokens\n", human_bytes(static_cast<double>(r.peak_rss)).c_str(),
-              static_cast<long long>(r.calibration_tokens));
+  fmt::print("), peak RSS {}, {} calibration tokens\n", human_bytes(static_cast<double>(r.peak_rss)), r.calibration_tokens);
   for (const auto& n : r.notes)
-    if (n.rfind("layer ", 0) != 0) std::printf("  note: %s\n", n.c_str());
+    if (n.rfind("layer ", 0) != 0) fmt::print("  note: {}\n", n);
 }
 
 }  // namespace sbgq::cli

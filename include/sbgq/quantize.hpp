@@ -40,6 +40,7 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <functional>
@@ -93,8 +94,16 @@ struct quantize_options {
   /// llama_model_quantize's metadata).
   bool imatrix_metadata = true;
   /// Extra keys set after general.file_type (llama-quantize --override-kv): a key already
-  /// present is removed and re-appended, as gguf_set_val does.
+  /// present is removed and re-appended, as gguf_set_val does. parse_kv_override() turns
+  /// llama.cpp's KEY=TYPE:VALUE into the key it writes.
   std::vector<gguf_kv> kv_overrides;
+  /// llama-quantize --include-weights: use the importance matrix only for the entries whose
+  /// name contains one of these strings (the other entries are dropped before anything
+  /// else, so the type rules' has_imatrix and quantize.imatrix.entries_count see the rest).
+  std::vector<std::string> imatrix_include;
+  /// llama-quantize --exclude-weights: drop the entries whose name contains one of these
+  /// strings. At most one of imatrix_include and imatrix_exclude may be non-empty.
+  std::vector<std::string> imatrix_exclude;
   bool allow_requantize = false;        ///< --allow-requantize
   int n_threads = 0;                    ///< <= 0: all hardware threads
   std::function<void(const quantize_progress&)> progress;  ///< optional
@@ -127,6 +136,73 @@ inline std::vector<gguf_kv> imatrix_metadata_keys(const imatrix& im, std::string
   kv.push_back({"quantize.imatrix.entries_count", gguf_value(static_cast<std::uint32_t>(im.entries.size()))});
   if (im.chunk_count > 0) kv.push_back({"quantize.imatrix.chunks_count", gguf_value(static_cast<std::uint32_t>(im.chunk_count))});
   return kv;
+}
+
+/// Parses llama.cpp's --override-kv KEY=TYPE:VALUE (TYPE int, float, bool or str) into the
+/// key llama_model_quantize writes: int as UINT32 (since llama.cpp PR #14182), float as
+/// FLOAT32, bool (`true`/`false`), str (at most 127 bytes). The key is at most 127 bytes.
+/// Stricter than llama.cpp's atol/atof: a value that is not a whole number in [0, 2^32)
+/// for int, or not a finite number for float, is refused rather than written as 0 (or,
+/// for a negative int, as its absolute value). Errors: invalid_argument naming the part.
+inline result<gguf_kv> parse_kv_override(std::string_view arg) {
+  auto bad = [&](const std::string& why) {
+    return error(error_code::invalid_argument, "quantize",
+                 "kv override '" + std::string(arg.substr(0, 200)) + "': " + why + " (expected KEY=TYPE:VALUE, TYPE int, float, bool or str)");
+  };
+  const std::size_t eq = arg.find('=');
+  if (eq == std::string_view::npos) return bad("no '='");
+  if (eq == 0) return bad("empty key");
+  if (eq >= 128) return bad("key longer than 127 bytes");
+  const std::string key(arg.substr(0, eq));
+  const std::string_view rest = arg.substr(eq + 1);
+  const std::size_t colon = rest.find(':');
+  if (colon == std::string_view::npos) return bad("no TYPE: before the value");
+  const std::string_view type = rest.substr(0, colon), value = rest.substr(colon + 1);
+  const std::string v(value);
+  if (type == "int") {
+    if (v.empty() || !std::all_of(v.begin(), v.end(), [](char c) { return c >= '0' && c <= '9'; }) || v.size() > 10 ||
+        std::stoull(v) > 0xffffffffull)
+      return bad("int value '" + v + "' is not a whole number in [0, 4294967295] (written as UINT32)");
+    return gguf_kv{key, gguf_value(static_cast<std::uint32_t>(std::stoull(v)))};
+  }
+  if (type == "float") {
+    char* end = nullptr;
+    const double x = v.empty() ? 0.0 : std::strtod(v.c_str(), &end);
+    if (v.empty() || *end != '\0' || !std::isfinite(static_cast<float>(x))) return bad("float value '" + v + "' is not a finite number");
+    return gguf_kv{key, gguf_value(static_cast<float>(x))};
+  }
+  if (type == "bool") {
+    if (v != "true" && v != "false") return bad("bool value '" + v + "' is neither true nor false");
+    return gguf_kv{key, gguf_value(v == "true")};
+  }
+  if (type == "str") {
+    if (v.size() > 127) return bad("str value longer than 127 bytes");
+    return gguf_kv{key, gguf_value(v)};
+  }
+  return bad("unknown TYPE '" + std::string(type) + "'");
+}
+
+/// The importance matrix llama-quantize uses after --include-weights / --exclude-weights:
+/// an entry is kept if its name contains one of `include` (when given), and dropped if it
+/// contains one of `exclude`. Plain substring matches, as llama-quantize's. Errors:
+/// invalid_argument if both lists are non-empty (llama-quantize refuses the combination).
+inline result<imatrix> filter_imatrix(const imatrix& im, const std::vector<std::string>& include,
+                                      const std::vector<std::string>& exclude) {
+  if (!include.empty() && !exclude.empty())
+    return error(error_code::invalid_argument, "quantize", "include and exclude weights cannot be used together");
+  auto contains_any = [](const std::string& name, const std::vector<std::string>& parts) {
+    return std::any_of(parts.begin(), parts.end(), [&](const std::string& p) { return name.find(p) != std::string::npos; });
+  };
+  imatrix out;
+  out.datasets = im.datasets;
+  out.chunk_count = im.chunk_count;
+  out.chunk_size = im.chunk_size;
+  for (const auto& [name, e] : im.entries) {
+    if (!include.empty() && !contains_any(name, include)) continue;
+    if (contains_any(name, exclude)) continue;
+    out.entries.emplace(name, e);
+  }
+  return out;
 }
 
 namespace detail::quant {
@@ -202,6 +278,11 @@ inline result<quantize_report> quantize_gguf(const gguf_file& in, const std::str
   // -- the choice of types
   SBGQ_TRY(const model_facts facts, model_facts::from_metadata(in.metadata()));
   const imatrix* im = opt.importance;
+  imatrix filtered;  // --include-weights / --exclude-weights
+  if (im && (!opt.imatrix_include.empty() || !opt.imatrix_exclude.empty())) {
+    SBGQ_TRY(filtered, filter_imatrix(*im, opt.imatrix_include, opt.imatrix_exclude));
+    im = &filtered;
+  }
   const bool has_imatrix = im && !im->entries.empty();
   SBGQ_TRY(rep.plan, choose_tensor_types(facts, in.tensors(), opt.policy, has_imatrix));
 

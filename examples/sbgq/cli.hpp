@@ -13,6 +13,7 @@
 #include <fmt/core.h>
 
 #include <charconv>
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <string>
@@ -64,13 +65,20 @@ class parser {
   }
   CLI::App& app() { return app_; }
 
-  /// Registers llama.cpp flags (comma-separated spellings) that sbgq refuses with `why`.
-  void unsupported(const std::string& flags, bool takes_value, std::string why) {
+  /// Registers llama.cpp flags (comma-separated spellings) that sbgq refuses with `why`;
+  /// each spelling separately, so the message names the one used.
+  void unsupported(const std::string& flags, bool takes_value, const std::string& why) {
     const std::string help = "llama.cpp's; not supported by sbgq";
-    CLI::Option* o = takes_value ? app_.add_option(flags, sink_, help) : app_.add_flag(flags, flag_sink_, help);
-    o->group("llama.cpp options sbgq refuses");
-    if (takes_value) o->allow_extra_args(false);
-    refused_.push_back({o, std::move(why)});
+    std::size_t start = 0;
+    while (start <= flags.size()) {
+      const std::size_t comma = std::min(flags.find(',', start), flags.size());
+      const std::string flag = flags.substr(start, comma - start);
+      start = comma + 1;
+      CLI::Option* o = takes_value ? app_.add_option(flag, sink_, help) : app_.add_flag(flag, flag_sink_, help);
+      o->group("llama.cpp options sbgq refuses");
+      if (takes_value) o->allow_extra_args(false);
+      refused_.push_back({o, why});
+    }
   }
 
   /// The same for llama.cpp's multi-letter single-dash spellings (-ngl, -ofreq, ...),

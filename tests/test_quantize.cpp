@@ -722,9 +722,12 @@ TEST_CASE("--override-kv, --include-weights, --exclude-weights: the files llama-
   const std::string f32 = tiny_gguf(ggml_type::f32);
   // Overrides of existing keys (removed and re-appended) and new keys of every TYPE; the
   // imatrix provenance keys follow them, as llama-quantize orders its kv overrides.
-  const std::vector<std::string> kv_args = {"general.name=str:sbgq override", "sbgq.test.count=int:7",
-                                            "sbgq.test.scale=float:0.125", "sbgq.test.flag=bool:true",
-                                            "general.file_type=int:15", "sbgq.test.off=bool:false"};
+  // general.file_type (set by llama_model_quantize itself), a key given twice and an
+  // imatrix provenance key move to the place of their last setting (gguf_set_val).
+  const std::vector<std::string> kv_args = {"quantize.imatrix.file=str:user", "general.name=str:sbgq override",
+                                            "sbgq.test.count=int:7", "sbgq.test.scale=float:0.125",
+                                            "sbgq.test.flag=bool:true", "general.file_type=int:15",
+                                            "sbgq.test.off=bool:false", "sbgq.test.count=int:9"};
   auto o = preset(llama_ftype::mostly_q4_k_m, &im);
   for (const auto& a : kv_args) {
     auto kv = sbgq::parse_kv_override(a);
@@ -743,6 +746,8 @@ TEST_CASE("--override-kv, --include-weights, --exclude-weights: the files llama-
     };
     REQUIRE(find("sbgq.test.count"));
     CHECK(find("sbgq.test.count")->type() == sbgq::gguf_value_type::uint32);
+    CHECK(*find("sbgq.test.count")->get_if<std::uint32_t>() == 9u);
+    CHECK(*find("quantize.imatrix.file")->get_string_if() == "tiny-imatrix.gguf");
     REQUIRE(find("sbgq.test.scale"));
     CHECK(find("sbgq.test.scale")->type() == sbgq::gguf_value_type::float32);
     REQUIRE(find("general.name"));

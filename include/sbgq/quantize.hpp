@@ -348,19 +348,25 @@ inline result<quantize_report> quantize_gguf(const gguf_file& in, const std::str
 
   // -- header: metadata as llama_model_quantize writes it, then the tensor infos
   SBGQ_TRY(gguf_writer w, gguf_writer::create(out_path));
-  static constexpr std::string_view moved[] = {"general.quantization_version", "general.file_type", "split.no",
-                                               "split.count", "split.tensors.count"};
-  std::vector<gguf_kv> overrides = opt.kv_overrides;
+  // As llama_model_quantize builds it: the input's keys without split.*, then each key it
+  // sets -- general.quantization_version, general.file_type, the kv overrides in order --
+  // removing an earlier record of that key and appending (gguf_set_val). So an override of
+  // general.file_type, or of a key overridden before, lands at its override's place.
+  static constexpr std::string_view dropped[] = {"split.no", "split.count", "split.tensors.count"};
+  std::vector<gguf_kv> meta;
+  meta.reserve(in.metadata().size() + opt.kv_overrides.size() + 6);
+  for (const gguf_kv& kv : in.metadata())
+    if (std::find(std::begin(dropped), std::end(dropped), kv.key) == std::end(dropped)) meta.push_back(kv);
+  auto set_kv = [&](gguf_kv kv) {
+    meta.erase(std::remove_if(meta.begin(), meta.end(), [&](const gguf_kv& m) { return m.key == kv.key; }), meta.end());
+    meta.push_back(std::move(kv));
+  };
+  set_kv({"general.quantization_version", gguf_value(ggml_quantization_version)});
+  set_kv({"general.file_type", gguf_value(static_cast<std::uint32_t>(opt.policy.ftype))});
+  for (const gguf_kv& kv : opt.kv_overrides) set_kv(kv);
   if (has_imatrix && opt.imatrix_metadata)
-    for (auto& kv : imatrix_metadata_keys(*im, opt.imatrix_file)) overrides.push_back(std::move(kv));
-  for (const gguf_kv& kv : in.metadata()) {
-    if (std::find(std::begin(moved), std::end(moved), kv.key) != std::end(moved)) continue;
-    if (std::any_of(overrides.begin(), overrides.end(), [&](const gguf_kv& o) { return o.key == kv.key; })) continue;
-    SBGQ_TRY_VOID(w.add(kv.key, kv.value));
-  }
-  SBGQ_TRY_VOID(w.add("general.quantization_version", gguf_value(ggml_quantization_version)));
-  SBGQ_TRY_VOID(w.add("general.file_type", gguf_value(static_cast<std::uint32_t>(opt.policy.ftype))));
-  for (const gguf_kv& kv : overrides) SBGQ_TRY_VOID(w.set(kv.key, kv.value));
+    for (auto& kv : imatrix_metadata_keys(*im, opt.imatrix_file)) set_kv(std::move(kv));
+  for (gguf_kv& kv : meta) SBGQ_TRY_VOID(w.add(std::move(kv.key), std::move(kv.value)));
   for (const tensor_type_choice& c : rep.plan.tensors)
     SBGQ_TRY_VOID(w.add_tensor(c.name, c.type, std::span<const std::int64_t>(c.ne.data(), c.n_dims)));
 

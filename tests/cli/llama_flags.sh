@@ -43,6 +43,9 @@ case "$case_name" in
     expect 2 "expected an integer in [4, 1048576], found '12k'" perplexity "$model" -f "$calib" -c 12k
     expect 2 "expected an integer in [1, 1073741824], found '-3'" imatrix "$model" -f "$calib" --chunks -3
     expect 2 "expected an integer in [0, 4611686018427387904], found '1.5'" synth -o "$work/synth" --seed 1.5
+    # -b is llama-perplexity's batch size in tokens: at most ctx, or a multiple of it.
+    expect 2 "the batch size must be at most the context size (128) or a multiple of it" \
+      perplexity "$model" -f "$calib" -c 128 -b 200
     [ -z "$(ls -A "$work" | grep -v '^log$')" ] || fail "files were left in $work: $(ls -A "$work")"
     ;;
   unsupported_flag)
@@ -95,6 +98,11 @@ case "$case_name" in
     [ "$(head -c 4 "$work/im.dat")" = GGUF ] || fail "$work/im.dat is not a GGUF file"
     expect 0 "imatrix: wrote $work/legacy.dat (dat" imatrix --in-file "$work/im.gguf" --output-format dat -o "$work/legacy.dat"
     expect 2 "unexpected argument" perplexity -m "$model" "$model" -f "$calib"
+    expect 0 "Final estimate: PPL" perplexity -m "$model" -f "$calib" -c 128 -b 256 --chunks 2 -t 2
+    # llama-imatrix --chunk N skips N chunks; too few tokens left is an error.
+    expect 0 "imatrix: wrote $work/skip.gguf" imatrix -m "$model" -f "$calib" -c 128 --chunk 1 --chunks 1 -t 2 -o "$work/skip.gguf"
+    expect 1 "--chunk 100000:" imatrix -m "$model" -f "$calib" -c 128 --chunk 100000 -t 2 -o "$work/skip2.gguf"
+    [ ! -e "$work/skip2.gguf" ] || fail "a failed imatrix run left $work/skip2.gguf"
     ;;
   *)
     fail "unknown case '$case_name'"

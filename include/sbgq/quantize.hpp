@@ -8,7 +8,8 @@
 //             general.file_type and split.{no,count,tensors.count}; then
 //             general.quantization_version = 2 (u32) and general.file_type = ftype (u32)
 //             appended (llama.cpp's gguf_set_val removes and re-appends a key); then the
-//             kv overrides in order (imatrix provenance keys last, see below).
+//             kv overrides in order, each also removed and re-appended (imatrix
+//             provenance keys last, see below).
 //   tensors   in llama_model_quantize's order (quant_policy.hpp: by layer, then name),
 //             types from choose_tensor_types(); tensors whose type does not change are
 //             copied byte for byte, the others are converted to f32 exactly and encoded
@@ -20,7 +21,10 @@
 // quantize.imatrix.dataset (the first dataset, 127 bytes; only if there is one),
 // quantize.imatrix.entries_count (u32, entries after filtering) and
 // quantize.imatrix.chunks_count (u32, only if > 0). quantize_options::imatrix_metadata
-// chooses between the two behaviours (default: the CLI's).
+// chooses between the two behaviours (default: the CLI's). The CLI's --include-weights /
+// --exclude-weights filtering of the imatrix (quantize_options::imatrix_include/exclude)
+// and --override-kv parsing (parse_kv_override) are here too, so the file equals
+// llama-quantize's for the same command line.
 //
 // Design goals:
 //   - Bounded memory: the input is memory-mapped and each tensor's pages are released

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Installs what sbgq's build, tests and demo need on a Debian 12 machine, only if missing:
-# a C++20 compiler, CMake, Ninja, Eigen, simdjson, doctest, Google Benchmark, and npm (which
-# fetches the pinned llama.cpp oracle at configure time). Needs root (or sudo) for apt-get.
+# a C++20 compiler, CMake, Ninja, Eigen, simdjson, CLI11 and {fmt} (the sbgq tool only),
+# doctest, Google Benchmark, and npm (which fetches the pinned llama.cpp oracle at configure
+# time). Needs root (or sudo) for apt-get.
 set -euo pipefail
 
-pkgs=(g++ cmake ninja-build pkg-config libeigen3-dev libsimdjson-dev doctest-dev libbenchmark-dev nodejs npm)
+pkgs=(g++ cmake ninja-build pkg-config libeigen3-dev libsimdjson-dev libcli11-dev libfmt-dev doctest-dev libbenchmark-dev nodejs npm)
 if [[ "${SBGQ_WITH_CLANG:-0}" == 1 ]]; then pkgs+=(clang libclang-rt-14-dev); fi
 
 missing=()

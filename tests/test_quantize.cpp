@@ -12,6 +12,7 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -99,7 +100,13 @@ const sbgq::imatrix& tiny_imatrix() {
 /// are derived here as llama-quantize does (S/count, 1 for an empty count), and the
 /// provenance keys are built from llama-quantize's documented behaviour (imatrix.md 4.1),
 /// not from our code. Returns the return code (0 = success).
-std::uint32_t run_oracle(const std::string& in, const std::string& out, const sbgq::quantize_options& o) {
+/// `kv_args`: llama-quantize --override-kv arguments, parsed here as llama.cpp's
+/// string_parse_kv_override does (KEY=TYPE:VALUE, int/float/bool/str; llama-c-api.md 3.4)
+/// and passed before the imatrix keys, as llama-quantize orders them. The imatrix entries
+/// are filtered here by o.imatrix_include / o.imatrix_exclude as llama-quantize's
+/// --include-weights / --exclude-weights do (substring matches; imatrix.md 4.1).
+std::uint32_t run_oracle(const std::string& in, const std::string& out, const sbgq::quantize_options& o,
+                         const std::vector<std::string>& kv_args = {}) {
   auto& lib = oracle();
   auto p = lib.llama_model_quantize_default_params();
   p.nthread = 2;
@@ -119,8 +126,42 @@ std::uint32_t run_oracle(const std::string& in, const std::string& out, const sb
   std::vector<std::vector<float>> w;
   std::vector<sbgq::test::llama_model_imatrix_data> im;
   std::vector<sbgq::test::llama_model_kv_override> kv;
-  if (o.importance && !o.importance->entries.empty()) {
+  for (const std::string& a : kv_args) {
+    sbgq::test::llama_model_kv_override x{};
+    const std::size_t eq = a.find('='), colon = a.find(':', eq);
+    REQUIRE((eq != std::string::npos && colon != std::string::npos));
+    std::strncpy(x.key, a.substr(0, eq).c_str(), 127);
+    const std::string type = a.substr(eq + 1, colon - eq - 1), value = a.substr(colon + 1);
+    if (type == "int") {
+      x.tag = 0;
+      x.val_i64 = std::atol(value.c_str());
+    } else if (type == "float") {
+      x.tag = 1;
+      x.val_f64 = std::atof(value.c_str());
+    } else if (type == "bool") {
+      x.tag = 2;
+      x.val_bool = value == "true";
+    } else {
+      REQUIRE(type == "str");
+      x.tag = 3;
+      std::strncpy(x.val_str, value.c_str(), 127);
+    }
+    kv.push_back(x);
+  }
+  auto used = [&](const std::string& name) {
+    auto has = [&](const std::vector<std::string>& parts) {
+      for (const auto& part : parts)
+        if (name.find(part) != std::string::npos) return true;
+      return false;
+    };
+    return (o.imatrix_include.empty() || has(o.imatrix_include)) && !has(o.imatrix_exclude);
+  };
+  std::size_t n_used = 0;
+  if (o.importance)
+    for (const auto& [name, e] : o.importance->entries) n_used += used(name) ? 1 : 0;
+  if (o.importance && n_used > 0) {
     for (const auto& [name, e] : o.importance->entries) {
+      if (!used(name)) continue;
       std::vector<float> v(e.sum2.size());
       const auto n_in = static_cast<std::size_t>(e.n_in);
       for (std::size_t m = 0; m < e.counts.size(); ++m)
@@ -130,6 +171,7 @@ std::uint32_t run_oracle(const std::string& in, const std::string& out, const sb
     }
     std::size_t k = 0;
     for (const auto& [name, e] : o.importance->entries) {
+      if (!used(name)) continue;
       im.push_back({name.c_str(), w[k].data(), w[k].size()});
       ++k;
     }
@@ -152,11 +194,13 @@ std::uint32_t run_oracle(const std::string& in, const std::string& out, const sb
       };
       str("quantize.imatrix.file", o.imatrix_file);
       if (!o.importance->datasets.empty()) str("quantize.imatrix.dataset", o.importance->datasets[0]);
-      num("quantize.imatrix.entries_count", static_cast<std::int64_t>(o.importance->entries.size()));
+      num("quantize.imatrix.entries_count", static_cast<std::int64_t>(n_used));
       if (o.importance->chunk_count > 0) num("quantize.imatrix.chunks_count", o.importance->chunk_count);
-      kv.push_back(sbgq::test::llama_model_kv_override{});
-      p.kv_overrides = kv.data();
     }
+  }
+  if (!kv.empty()) {
+    kv.push_back(sbgq::test::llama_model_kv_override{});
+    p.kv_overrides = kv.data();
   }
   lib.last_log.clear();
   return lib.llama_model_quantize(in.c_str(), out.c_str(), &p);
@@ -214,9 +258,9 @@ std::string simd_levels_message(const std::vector<sbgq::simd_level>& ran) {
 /// Quantizes with sbgq (at each supported SIMD level if `all_levels`) and with
 /// libllama, and requires identical files.
 void check_against_oracle(const std::string& tag, const std::string& in, const sbgq::quantize_options& o,
-                          bool all_levels = false) {
+                          bool all_levels = false, const std::vector<std::string>& kv_args = {}) {
   const std::string theirs = tmp(tag + "-llama.gguf"), ours = tmp(tag + "-sbgq.gguf");
-  const std::uint32_t rc = run_oracle(in, theirs, o);
+  const std::uint32_t rc = run_oracle(in, theirs, o, kv_args);
   REQUIRE_MESSAGE(rc == 0, oracle().last_log);
   std::vector<sbgq::simd_level> levels;
   if (all_levels)
@@ -671,6 +715,98 @@ TEST_CASE("overrides: --tensor-type, --output-tensor-type, --token-embedding-typ
     pure.policy.tensor_types.push_back(sbgq::parse_tensor_type_override("ffn_up=q8_0").value());
     check_against_oracle("pure-leave", f32, pure);
   }
+}
+
+TEST_CASE("--override-kv, --include-weights, --exclude-weights: the files llama-quantize writes") {
+  const sbgq::imatrix& im = tiny_imatrix();
+  const std::string f32 = tiny_gguf(ggml_type::f32);
+  // Overrides of existing keys (removed and re-appended) and new keys of every TYPE; the
+  // imatrix provenance keys follow them, as llama-quantize orders its kv overrides.
+  // general.file_type (set by llama_model_quantize itself), a key given twice and an
+  // imatrix provenance key move to the place of their last setting (gguf_set_val).
+  const std::vector<std::string> kv_args = {"quantize.imatrix.file=str:user", "general.name=str:sbgq override",
+                                            "sbgq.test.count=int:7", "sbgq.test.scale=float:0.125",
+                                            "sbgq.test.flag=bool:true", "general.file_type=int:15",
+                                            "sbgq.test.off=bool:false", "sbgq.test.count=int:9"};
+  auto o = preset(llama_ftype::mostly_q4_k_m, &im);
+  for (const auto& a : kv_args) {
+    auto kv = sbgq::parse_kv_override(a);
+    REQUIRE_MESSAGE(kv.has_value(), (kv ? "" : kv.error().message()));
+    o.kv_overrides.push_back(std::move(*kv));
+  }
+  check_against_oracle("override-kv", f32, o, false, kv_args);
+  {
+    auto f = sbgq::gguf_file::open(tmp("override-kv-sbgq.gguf"));
+    REQUIRE(f.has_value());
+    const auto& md = f->metadata();
+    auto find = [&](const std::string& key) -> const sbgq::gguf_value* {
+      for (const auto& kv : md)
+        if (kv.key == key) return &kv.value;
+      return nullptr;
+    };
+    REQUIRE(find("sbgq.test.count"));
+    CHECK(find("sbgq.test.count")->type() == sbgq::gguf_value_type::uint32);
+    CHECK(*find("sbgq.test.count")->get_if<std::uint32_t>() == 9u);
+    CHECK(*find("quantize.imatrix.file")->get_string_if() == "tiny-imatrix.gguf");
+    REQUIRE(find("sbgq.test.scale"));
+    CHECK(find("sbgq.test.scale")->type() == sbgq::gguf_value_type::float32);
+    REQUIRE(find("general.name"));
+    CHECK(*find("general.name")->get_string_if() == "sbgq override");
+  }
+  if (!sanitized) {
+    // Entries by substring: only the attention and DeltaNet projections, or all but ffn_down.
+    auto inc = preset(llama_ftype::mostly_q4_k_m, &im);
+    inc.imatrix_include = {"attn_", "ssm_out"};
+    check_against_oracle("include-weights", f32, inc);
+    auto exc = preset(llama_ftype::mostly_iq4_xs, &im);
+    exc.imatrix_exclude = {"ffn_down", "blk.0."};
+    check_against_oracle("exclude-weights", f32, exc);
+    // Nothing left: no imatrix at all (has_imatrix false, no provenance keys), in both.
+    auto none = preset(llama_ftype::mostly_q4_k_m, &im);
+    none.imatrix_include = {"no-such-tensor"};
+    check_against_oracle("include-nothing", f32, none);
+  }
+  auto both = preset(llama_ftype::mostly_q4_k_m, &im);
+  both.imatrix_include = {"attn"};
+  both.imatrix_exclude = {"ffn"};
+  auto r = sbgq::quantize_file(f32, tmp("include-exclude.gguf"), both);
+  REQUIRE_FALSE(r.has_value());
+  CHECK(r.error().message().find("include and exclude weights cannot be used together") != std::string::npos);
+  CHECK_FALSE(fs::exists(tmp("include-exclude.gguf")));
+}
+
+TEST_CASE("parse_kv_override: llama.cpp's KEY=TYPE:VALUE, refusing what it would write as something else") {
+  auto ok = [](const char* arg) {
+    auto r = sbgq::parse_kv_override(arg);
+    REQUIRE_MESSAGE(r.has_value(), (r ? "" : r.error().message()));
+    return *r;
+  };
+  CHECK(ok("a.b=int:4294967295").value.get_if<std::uint32_t>() != nullptr);
+  CHECK(*ok("a.b=int:0").value.get_if<std::uint32_t>() == 0u);
+  CHECK(*ok("k=float:-1.5").value.get_if<float>() == -1.5f);
+  CHECK(*ok("k=bool:false").value.get_if<bool>() == false);
+  CHECK(*ok("k=str:").value.get_string_if() == "");
+  CHECK(*ok("k=str:a=b:c").value.get_string_if() == "a=b:c");
+  CHECK(ok(("k=str:" + std::string(127, 'x')).c_str()).value.get_string_if()->size() == 127);
+  auto bad = [](const std::string& arg, const char* why) {
+    auto r = sbgq::parse_kv_override(arg);
+    REQUIRE_FALSE(r.has_value());
+    CHECK(r.error().code == sbgq::error_code::invalid_argument);
+    CAPTURE(r.error().message());
+    CHECK(r.error().message().find(why) != std::string::npos);
+  };
+  bad("no-equals", "no '='");
+  bad("=int:1", "empty key");
+  bad(std::string(128, 'k') + "=int:1", "key longer than 127 bytes");
+  bad("k=1", "no TYPE:");
+  bad("k=i32:1", "unknown TYPE 'i32'");
+  bad("k=int:-3", "not a whole number");  // llama.cpp would write 3 (std::abs)
+  bad("k=int:4294967296", "not a whole number");
+  bad("k=int:12abc", "not a whole number");  // atol would read 12
+  bad("k=float:abc", "not a finite number");
+  bad("k=float:1e60", "not a finite number");
+  bad("k=bool:yes", "neither true nor false");
+  bad("k=str:" + std::string(128, 'x'), "longer than 127 bytes");
 }
 
 TEST_CASE("quantized files load and decode in libllama") {

@@ -1,5 +1,4 @@
 // sbgq convert MODEL_DIR -o OUT.gguf [--outtype f32|f16|bf16|q8_0] [--no-mtp] [--name NAME] [-t N]
-#include <cstdio>
 #include <string>
 
 #include "cli.hpp"
@@ -9,24 +8,22 @@
 
 namespace sbgq::cli {
 
-int cmd_convert(args& a) {
-  std::string model, out;
+int cmd_convert(parser& p, const words& w) {
+  CLI::App& app = p.app();
+  std::string model, out, outtype;
   convert_options opt;
-  while (!a.empty()) {
-    const std::string f = a.next();
-    if (f == "-o" || f == "--outfile") out = a.value(f);
-    else if (f == "--outtype") {
-      const std::string t = a.value(f);
-      auto ty = ggml_type_from_name(t);
-      if (!ty || (*ty != ggml_type::f32 && *ty != ggml_type::f16 && *ty != ggml_type::bf16 && *ty != ggml_type::q8_0))
-        throw usage_error{"--outtype: expected f32, f16, bf16 or q8_0, found '" + t + "'"};
-      opt.outtype = *ty;
-    } else if (f == "--no-mtp") opt.include_mtp = false;
-    else if (f == "--name") opt.name = a.value(f);
-    else if (f == "-t" || f == "--threads") opt.n_threads = static_cast<int>(a.integer(f, 1, 1024));
-    else if (!f.empty() && f[0] == '-') throw usage_error{"unknown option '" + f + "'"};
-    else if (model.empty()) model = f;
-    else throw usage_error{"unexpected argument '" + f + "'"};
+  app.add_option("-o,--outfile", out, "output GGUF file")->type_name("OUT.gguf");
+  app.add_option("--outtype", outtype, "f32, f16, bf16 or q8_0 (default f16, as convert_hf_to_gguf.py)")->type_name("TYPE");
+  app.add_flag_callback("--no-mtp", [&] { opt.include_mtp = false; }, "leave out the MTP block");
+  app.add_option("--name", opt.name, "general.name")->type_name("NAME");
+  add_threads(app, opt.n_threads);
+  app.add_option("model", model, "MODEL_DIR")->type_name("MODEL_DIR");
+  p.parse(w);
+  if (!outtype.empty()) {
+    auto ty = ggml_type_from_name(outtype);
+    if (!ty || (*ty != ggml_type::f32 && *ty != ggml_type::f16 && *ty != ggml_type::bf16 && *ty != ggml_type::q8_0))
+      throw usage_error{"--outtype: expected f32, f16, bf16 or q8_0, found '" + outtype + "'"};
+    opt.outtype = *ty;
   }
   if (model.empty()) throw usage_error{"missing MODEL_DIR"};
   if (out.empty()) throw usage_error{"missing -o OUT.gguf"};
@@ -34,10 +31,10 @@ int cmd_convert(args& a) {
   opt.progress = pg.callback();
   auto rep = unwrap(convert_checkpoint(model, out, opt));
   pg.done();
-  std::printf("wrote %s: %zu tensors, %s (%s read) in %.2f s, %.2f GB/s read, peak RSS %s\n", out.c_str(), rep.n_tensors,
-              human_bytes(static_cast<double>(rep.bytes_written)).c_str(), human_bytes(static_cast<double>(rep.bytes_read)).c_str(),
-              rep.seconds, static_cast<double>(rep.bytes_read) / 1e9 / (rep.seconds > 0 ? rep.seconds : 1),
-              human_bytes(static_cast<double>(peak_rss_bytes())).c_str());
+  fmt::print("wrote {}: {} tensors, {} ({} read) in {:.2f} s, {:.2f} GB/s read, peak RSS {}\n", out, rep.n_tensors,
+             human_bytes(static_cast<double>(rep.bytes_written)), human_bytes(static_cast<double>(rep.bytes_read)), rep.seconds,
+             static_cast<double>(rep.bytes_read) / 1e9 / (rep.seconds > 0 ? rep.seconds : 1),
+             human_bytes(static_cast<double>(peak_rss_bytes())));
   return 0;
 }
 

@@ -26,9 +26,7 @@ std::string json_escape(std::string_view s) {
       case '\t': o += "\\t"; break;
       default:
         if (c < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof buf, "\\u%04x", c);
-          o += buf;
+          o += fmt::format("\\u{:04x}", c);
         } else {
           o += static_cast<char>(c);
         }
@@ -46,33 +44,30 @@ struct row {
 void print_table(const std::vector<row>& rows, bool all) {
   std::size_t w = 4;
   for (const auto& r : rows) w = std::max(w, r.name.size());
-  std::printf("%6s  %-*s  %-8s  %-22s  %12s\n", "#", static_cast<int>(w), "name", "type", "shape", "bytes");
+  fmt::print("{:>6}  {:<{}}  {:<8}  {:<22}  {:>12}\n", "#", "name", w, "type", "shape", "bytes");
   std::uint64_t total = 0, elems = 0;
   for (std::size_t i = 0; i < rows.size(); ++i) {
     total += rows[i].bytes;
     elems += rows[i].elements;
     if (!all && rows.size() > 60 && i >= 40 && i + 10 < rows.size()) {
-      if (i == 40) std::printf("%6s  ... %zu more (--all shows every tensor)\n", "", rows.size() - 50);
+      if (i == 40) fmt::print("{:>6}  ... {} more (--all shows every tensor)\n", "", rows.size() - 50);
       continue;
     }
-    std::printf("%6zu  %-*s  %-8s  %-22s  %12llu\n", i, static_cast<int>(w), rows[i].name.c_str(), rows[i].type.c_str(),
-                rows[i].shape.c_str(), static_cast<unsigned long long>(rows[i].bytes));
+    fmt::print("{:>6}  {:<{}}  {:<8}  {:<22}  {:>12}\n", i, rows[i].name, w, rows[i].type, rows[i].shape, rows[i].bytes);
   }
-  std::printf("%zu tensors, %llu elements, %s of tensor data (%.3f bits per element)\n", rows.size(),
-              static_cast<unsigned long long>(elems), human_bytes(static_cast<double>(total)).c_str(),
-              elems ? 8.0 * static_cast<double>(total) / static_cast<double>(elems) : 0.0);
+  fmt::print("{} tensors, {} elements, {} of tensor data ({:.3f} bits per element)\n", rows.size(), elems,
+             human_bytes(static_cast<double>(total)), elems ? 8.0 * static_cast<double>(total) / static_cast<double>(elems) : 0.0);
 }
 
 void print_json(const std::string& path, const std::string& format, const std::vector<std::pair<std::string, std::string>>& meta,
                 const std::vector<row>& rows) {
-  std::printf("{\"path\": %s, \"format\": %s, \"metadata\": {", json_escape(path).c_str(), json_escape(format).c_str());
-  for (std::size_t i = 0; i < meta.size(); ++i)
-    std::printf("%s%s: %s", i ? ", " : "", json_escape(meta[i].first).c_str(), json_escape(meta[i].second).c_str());
-  std::printf("}, \"tensors\": [");
+  fmt::print("{{\"path\": {}, \"format\": {}, \"metadata\": {{", json_escape(path), json_escape(format));
+  for (std::size_t i = 0; i < meta.size(); ++i) fmt::print("{}{}: {}", i ? ", " : "", json_escape(meta[i].first), json_escape(meta[i].second));
+  fmt::print("}}, \"tensors\": [");
   for (std::size_t i = 0; i < rows.size(); ++i)
-    std::printf("%s{\"name\": %s, \"type\": %s, \"shape\": %s, \"bytes\": %llu}", i ? ", " : "", json_escape(rows[i].name).c_str(),
-                json_escape(rows[i].type).c_str(), rows[i].shape.c_str(), static_cast<unsigned long long>(rows[i].bytes));
-  std::printf("]}\n");
+    fmt::print("{}{{\"name\": {}, \"type\": {}, \"shape\": {}, \"bytes\": {}}}", i ? ", " : "", json_escape(rows[i].name),
+               json_escape(rows[i].type), rows[i].shape, rows[i].bytes);
+  fmt::print("]}}\n");
 }
 
 bool ends_with(std::string_view s, std::string_view tail) {
@@ -101,17 +96,14 @@ bool looks_like_gguf(const std::string& path) {
 
 }  // namespace
 
-int cmd_inspect(args& a) {
+int cmd_inspect(parser& p, const words& w) {
+  CLI::App& app = p.app();
   std::string path;
   bool json = false, all = false;
-  while (!a.empty()) {
-    const std::string f = a.next();
-    if (f == "--json") json = true;
-    else if (f == "--all") all = true;
-    else if (!f.empty() && f[0] == '-') throw usage_error{"unknown option '" + f + "'"};
-    else if (path.empty()) path = f;
-    else throw usage_error{"unexpected argument '" + f + "'"};
-  }
+  app.add_flag("--json", json, "print one JSON object");
+  app.add_flag("--all", all, "every tensor and the whole of long values");
+  app.add_option("path", path, "a .gguf file, a .safetensors file, or a model directory")->type_name("PATH");
+  p.parse(w);
   if (path.empty()) throw usage_error{"missing PATH"};
   std::vector<std::pair<std::string, std::string>> meta;
   std::vector<row> rows;
@@ -147,13 +139,13 @@ int cmd_inspect(args& a) {
     print_json(path, format, meta, rows);
     return 0;
   }
-  std::printf("%s: %s\n", path.c_str(), format.c_str());
+  fmt::print("{}: {}\n", path, format);
   std::size_t kw = 0;
   for (const auto& [k, v] : meta) kw = std::max(kw, k.size());
   for (const auto& [k, v] : meta) {
     std::string val = v;
     if (!all && val.size() > 120) val = val.substr(0, 117) + "...";
-    std::printf("  %-*s  %s\n", static_cast<int>(kw), k.c_str(), val.c_str());
+    fmt::print("  {:<{}}  {}\n", k, kw, val);
   }
   print_table(rows, all);
   return 0;

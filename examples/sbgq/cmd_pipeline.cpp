@@ -1,7 +1,6 @@
 // sbgq pipeline MODEL_DIR -o OUT.gguf [--recipe NAME|FILE] [-f calib.txt | --imatrix FILE]
 //   [--ctx N --chunks N] [--rotate none|hadamard] [--seed S] [--gauge none|exact]
 //   [--rounding plain|gptq] [--target-bpw X] [--threads N] [--report FILE]
-#include <cstdio>
 #include <filesystem>
 #include <optional>
 #include <string>
@@ -16,46 +15,34 @@
 
 namespace sbgq::cli {
 
-int cmd_pipeline(args& a) {
-  std::string model, out, text, imatrix_path, report_path;
+int cmd_pipeline(parser& p, const words& w) {
+  CLI::App& app = p.app();
+  std::string model, out, text, imatrix_path, report_path, rotate, gauge, rounding;
   pipeline_options o;
-  bool rounding_given = false;
-  while (!a.empty()) {
-    const std::string f = a.next();
-    if (f == "-o" || f == "--output") out = a.value(f);
-    else if (f == "--recipe") o.recipe = a.value(f);
-    else if (f == "-f" || f == "--file") text = a.value(f);
-    else if (f == "--imatrix") imatrix_path = a.value(f);
-    else if (f == "-c" || f == "--ctx" || f == "--ctx-size") o.ctx = a.integer(f, 16, 1 << 20);
-    else if (f == "--chunks") o.chunks = a.integer(f, 1, 1 << 30);
-    else if (f == "--rotate") {
-      const std::string v = a.value(f);
-      if (v == "none") o.rotate = rotation_mode::none;
-      else if (v == "hadamard") o.rotate = rotation_mode::hadamard;
-      else throw usage_error{"--rotate: expected none or hadamard, found '" + v + "'"};
-    } else if (f == "--seed") o.seed = static_cast<std::uint64_t>(a.integer(f, 0, (1LL << 62)));
-    else if (f == "--gauge") {
-      const std::string v = a.value(f);
-      if (v == "none") o.gauge = false;
-      else if (v == "exact") o.gauge = true;
-      else throw usage_error{"--gauge: expected none or exact, found '" + v + "'"};
-    } else if (f == "--rounding") {
-      const std::string v = a.value(f);
-      rounding_given = true;
-      if (v == "plain") o.rounding = rounding_mode::plain;
-      else if (v == "gptq") o.rounding = rounding_mode::gptq;
-      else throw usage_error{"--rounding: expected plain or gptq, found '" + v + "'"};
-    } else if (f == "--target-bpw") {
-      o.target_bpw = std::stod(a.value(f));
-      if (!(o.target_bpw > 1.0 && o.target_bpw < 33.0)) throw usage_error{"--target-bpw: expected a number between 1 and 33"};
-    } else if (f == "--no-mtp") o.keep_mtp = false;
-    else if (f == "--name") o.name = a.value(f);
-    else if (f == "-t" || f == "--threads") o.n_threads = static_cast<int>(a.integer(f, 1, 1024));
-    else if (f == "--report") report_path = a.value(f);
-    else if (!f.empty() && f[0] == '-') throw usage_error{"unknown option '" + f + "'"};
-    else if (model.empty()) model = f;
-    else throw usage_error{"unexpected argument '" + f + "'"};
-  }
+  app.add_option("-o,--output", out, "output GGUF file")->type_name("OUT.gguf");
+  app.add_option("--recipe", o.recipe, "llama-<preset>, seed-iq4_xs, auto, or a JSON file (default llama-q4_k_m)")->type_name("NAME|FILE");
+  app.add_option("-f,--file", text, "calibration text")->type_name("TEXT");
+  app.add_option("--imatrix", imatrix_path, "importance matrix instead of calibration text")->type_name("FILE");
+  add_count(app, "-c,--ctx-size,--ctx", o.ctx, 16, 1 << 20, "calibration chunk length in tokens");
+  add_count(app, "--chunks", o.chunks, 1, 1LL << 30, "calibrate on at most N chunks");
+  app.add_option("--rotate", rotate, "none or hadamard")->check(CLI::IsMember({"none", "hadamard"}));
+  add_count(app, "--seed", o.seed, 0, 1LL << 62, "rotation seed");
+  app.add_option("--gauge", gauge, "none or exact")->check(CLI::IsMember({"none", "exact"}));
+  app.add_option("--rounding", rounding, "plain or gptq (default gptq)")->check(CLI::IsMember({"plain", "gptq"}));
+  app.add_option("--target-bpw", o.target_bpw, "bits per weight for the auto recipe")->check(CLI::Range(1.0001, 32.9999))->type_name("X");
+  app.add_flag_callback("--no-mtp", [&] { o.keep_mtp = false; }, "leave out the MTP block");
+  app.add_option("--name", o.name, "general.name")->type_name("NAME");
+  add_threads(app, o.n_threads);
+  app.add_option("--report", report_path, "write the per-tensor report as JSON")->type_name("FILE");
+  app.add_option("model", model, "MODEL_DIR")->type_name("MODEL_DIR");
+  p.parse(w);
+  if (rotate == "hadamard") o.rotate = rotation_mode::hadamard;
+  else if (rotate == "none") o.rotate = rotation_mode::none;
+  if (gauge == "exact") o.gauge = true;
+  else if (gauge == "none") o.gauge = false;
+  const bool rounding_given = !rounding.empty();
+  if (rounding == "plain") o.rounding = rounding_mode::plain;
+  else if (rounding == "gptq") o.rounding = rounding_mode::gptq;
   if (model.empty()) throw usage_error{"missing MODEL_DIR"};
   if (out.empty()) throw usage_error{"missing -o OUT.gguf"};
   if (!text.empty() && !imatrix_path.empty()) throw usage_error{"give either -f TEXT or --imatrix FILE, not both"};
@@ -72,12 +59,12 @@ int cmd_pipeline(args& a) {
     const auto report_real = std::filesystem::weakly_canonical(report->target(), ec1);
     const auto out_real = std::filesystem::weakly_canonical(out, ec2);
     if (!ec1 && !ec2 && report_real == out_real)
-      return fail(error(error_code::invalid_argument, "pipeline",
-                        "--report '" + report_path + "' and -o '" + out + "' are the same file"));
+      throw failure{error(error_code::invalid_argument, "pipeline",
+                          "--report '" + report_path + "' and -o '" + out + "' are the same file")};
   }
   imatrix im;
   if (!text.empty()) {
-    o.calibration_text = read_text_or_exit(text);
+    o.calibration_text = read_text(text);
     o.calibration_name = text;
   } else if (!imatrix_path.empty()) {
     im = unwrap(read_imatrix(imatrix_path));
@@ -86,7 +73,7 @@ int cmd_pipeline(args& a) {
     // matrix alone means plain rounding, said once rather than refused.
     if (!rounding_given && o.rounding == rounding_mode::gptq) {
       o.rounding = rounding_mode::plain;
-      std::fprintf(stderr, "note: --imatrix without -f: plain rounding (gptq needs calibration text, -f TEXT)\n");
+      fmt::print(stderr, "note: --imatrix without -f: plain rounding (gptq needs calibration text, -f TEXT)\n");
     }
   }
   progress_display pg("pipeline", 2.0);
@@ -98,7 +85,7 @@ int cmd_pipeline(args& a) {
     const std::string json = pipeline_report_json(rep);
     unwrap(report->write(std::as_bytes(std::span<const char>(json.data(), json.size()))));
     unwrap(report->commit());
-    std::printf("report: %s\n", report_path.c_str());
+    fmt::print("report: {}\n", report_path);
   }
   return 0;
 }

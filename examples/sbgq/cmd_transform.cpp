@@ -1,7 +1,6 @@
 // sbgq transform MODEL_DIR -o DIR --rotate hadamard|none [--seed S] [--gauge none|exact -f TEXT
 //                [--gauge-type T] [--ctx N] [--chunks N]] [--dtype f32|bf16] [-t N]
 #include <chrono>
-#include <cstdio>
 #include <memory>
 #include <string>
 
@@ -18,42 +17,34 @@
 
 namespace sbgq::cli {
 
-int cmd_transform(args& a) {
-  std::string model, out, rotate, gauge = "none", text;
+int cmd_transform(parser& cmd, const words& w) {
+  CLI::App& app = cmd.app();
+  std::string model, out, rotate, gauge = "none", text, gauge_type_name, dtype_name;
   ggml_type gauge_type = ggml_type::q4_k;
   calibration_options calib;
   calib.ctx = 512;
   std::uint64_t seed = 0;
   int n_threads = 0;
   hf_export_options opt;
-  while (!a.empty()) {
-    const std::string f = a.next();
-    if (f == "-o" || f == "--outdir") out = a.value(f);
-    else if (f == "--rotate") {
-      rotate = a.value(f);
-      if (rotate != "hadamard" && rotate != "none") throw usage_error{"--rotate: expected hadamard or none, found '" + rotate + "'"};
-    } else if (f == "--gauge") {
-      gauge = a.value(f);
-      if (gauge != "exact" && gauge != "none") throw usage_error{"--gauge: expected exact or none, found '" + gauge + "'"};
-    } else if (f == "--gauge-type") {
-      const std::string t = a.value(f);
-      const auto ty = ggml_type_from_name(t);
-      if (!ty || !is_quantized(*ty)) throw usage_error{"--gauge-type: expected a quantized ggml type, found '" + t + "'"};
-      gauge_type = *ty;
-    } else if (f == "-f" || f == "--file") text = a.value(f);
-    else if (f == "-c" || f == "--ctx") calib.ctx = a.integer(f, 16, 1 << 20);
-    else if (f == "--chunks") calib.max_chunks = a.integer(f, 1, 1 << 30);
-    else if (f == "--seed") seed = static_cast<std::uint64_t>(a.integer(f, 0, (1LL << 62)));
-    else if (f == "--dtype") {
-      const std::string t = a.value(f);
-      if (t == "f32") opt.out_dtype = dtype::f32;
-      else if (t == "bf16") opt.out_dtype = dtype::bf16;
-      else throw usage_error{"--dtype: expected f32 or bf16, found '" + t + "'"};
-    } else if (f == "-t" || f == "--threads") n_threads = static_cast<int>(a.integer(f, 1, 1024));
-    else if (!f.empty() && f[0] == '-') throw usage_error{"unknown option '" + f + "'"};
-    else if (model.empty()) model = f;
-    else throw usage_error{"unexpected argument '" + f + "'"};
+  app.add_option("-o,--outdir", out, "output checkpoint directory")->type_name("DIR");
+  app.add_option("--rotate", rotate, "hadamard or none")->check(CLI::IsMember({"hadamard", "none"}));
+  app.add_option("--gauge", gauge, "exact or none (default none)")->check(CLI::IsMember({"exact", "none"}));
+  app.add_option("--gauge-type", gauge_type_name, "the quantized type the gauge is solved for (default q4_K)")->type_name("TYPE");
+  app.add_option("-f,--file", text, "calibration text (for --gauge exact)")->type_name("TEXT");
+  add_count(app, "-c,--ctx-size,--ctx", calib.ctx, 16, 1 << 20, "calibration chunk length in tokens");
+  add_count(app, "--chunks", calib.max_chunks, 1, 1LL << 30, "calibrate on at most N chunks");
+  add_count(app, "--seed", seed, 0, 1LL << 62, "rotation seed");
+  app.add_option("--dtype", dtype_name, "f32 or bf16 (default bf16)")->check(CLI::IsMember({"f32", "bf16"}));
+  add_threads(app, n_threads);
+  app.add_option("model", model, "MODEL_DIR")->type_name("MODEL_DIR");
+  cmd.parse(w);
+  if (!gauge_type_name.empty()) {
+    const auto ty = ggml_type_from_name(gauge_type_name);
+    if (!ty || !is_quantized(*ty)) throw usage_error{"--gauge-type: expected a quantized ggml type, found '" + gauge_type_name + "'"};
+    gauge_type = *ty;
   }
+  if (dtype_name == "f32") opt.out_dtype = dtype::f32;
+  else if (dtype_name == "bf16") opt.out_dtype = dtype::bf16;
   if (model.empty()) throw usage_error{"missing MODEL_DIR"};
   if (out.empty()) throw usage_error{"missing -o DIR"};
   if (rotate.empty()) throw usage_error{"missing --rotate hadamard|none"};
@@ -76,7 +67,7 @@ int cmd_transform(args& a) {
   std::unique_ptr<gauged_provider> gp;
   if (gauge == "exact") {
     const tokenizer tok = unwrap(tokenizer::load(model + "/tokenizer.json", static_cast<std::size_t>(c.vocab_size)));
-    const auto ids = unwrap(tok.encode(read_text_or_exit(text)));
+    const auto ids = unwrap(tok.encode(read_text(text)));
     calib.n_threads = n_threads;
     gauge_options go;
     go.n_threads = n_threads;
@@ -87,11 +78,9 @@ int cmd_transform(args& a) {
   opt.progress = pg.callback();
   unwrap(export_hf_checkpoint(model, c, *p, out, opt));
   pg.done();
-  if (gp) std::printf("gauge: %zu scalings solved for %s\n", gp->notes().size(), type_name(gauge_type).data());
-  std::printf("wrote %s: rotation %s (seed %llu, d = %lld), %s tensors, in %.2f s, peak RSS %s\n", out.c_str(), rotate.c_str(),
-              static_cast<unsigned long long>(seed), static_cast<long long>(c.hidden_size),
-              opt.out_dtype == dtype::f32 ? "F32" : "BF16", seconds_since(t0),
-              human_bytes(static_cast<double>(peak_rss_bytes())).c_str());
+  if (gp) fmt::print("gauge: {} scalings solved for {}\n", gp->notes().size(), type_name(gauge_type));
+  fmt::print("wrote {}: rotation {} (seed {}, d = {}), {} tensors, in {:.2f} s, peak RSS {}\n", out, rotate, seed, c.hidden_size,
+             opt.out_dtype == dtype::f32 ? "F32" : "BF16", seconds_since(t0), human_bytes(static_cast<double>(peak_rss_bytes())));
   return 0;
 }
 

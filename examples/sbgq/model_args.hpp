@@ -1,5 +1,5 @@
-// Shared pieces of the commands that run a model (perplexity, imatrix): opening MODEL (an
-// HF directory or a GGUF file) and tokenizing the text file given with -f.
+// Shared pieces of the commands that run a model (perplexity, imatrix, pipeline, transform):
+// reading the text file given with -f and tokenizing it with MODEL's tokenizer.
 #pragma once
 
 #include <fstream>
@@ -12,18 +12,17 @@
 
 namespace sbgq::cli {
 
-inline std::string read_text_or_exit(const std::string& path) {
+/// The whole text file, or a failure naming it.
+inline std::string read_text(const std::string& path) {
   std::ifstream f(path, std::ios::binary);
-  if (!f) std::exit(fail(error(error_code::io_error, "cli", "cannot read text file '" + path + "'")));
+  if (!f) throw failure{error(error_code::io_error, "cli", "cannot read text file '" + path + "'")};
   std::stringstream ss;
   ss << f.rdbuf();
   return ss.str();
 }
 
-inline std::vector<std::int32_t> tokenize_file_or_exit(const model_source& m, const std::string& path) {
-  const std::string text = read_text_or_exit(path);
-  auto ids = unwrap(m.tok.encode(text));
-  return ids;
+inline std::vector<std::int32_t> tokenize_file(const model_source& m, const std::string& path) {
+  return unwrap(m.tok.encode(read_text(path)));
 }
 
 }  // namespace sbgq::cli

@@ -1,7 +1,7 @@
 // Printing the pipeline's progress and report (sbgq pipeline, sbgq demo).
 #pragma once
 
-#include <cstdio>
+#include <cmath>
 #include <map>
 #include <string>
 
@@ -25,17 +25,16 @@ inline void print_pipeline_summary(const pipeline_report& r, const std::string& 
       weight += static_cast<double>(t.n_elements);
     }
   }
-  std::printf("pipeline: wrote %s (recipe %s)\n", out.c_str(), r.recipe.c_str());
-  std::printf("  %-8s %14s %12s %7s\n", "type", "weights", "size", "bpw");
+  fmt::print("pipeline: wrote {} (recipe {})\n", out, r.recipe);
+  fmt::print("  {:<8} {:>14} {:>12} {:>7}\n", "type", "weights", "size", "bpw");
   for (const auto& [name, x] : by_type)
-    std::printf("  %-8s %14llu %12s %7.3f\n", name.c_str(), static_cast<unsigned long long>(x.first),
-                human_bytes(static_cast<double>(x.second)).c_str(), x.first ? 8.0 * x.second / x.first : 0.0);
-  std::printf("  total    %14llu %12s %7.3f   file %s\n", static_cast<unsigned long long>(r.n_elements),
-              human_bytes(static_cast<double>(r.bytes)).c_str(), r.bits_per_weight(),
-              human_bytes(static_cast<double>(r.file_size)).c_str());
+    fmt::print("  {:<8} {:>14} {:>12} {:>7.3f}\n", name, x.first, human_bytes(static_cast<double>(x.second)),
+               x.first ? 8.0 * static_cast<double>(x.second) / static_cast<double>(x.first) : 0.0);
+  fmt::print("  total    {:>14} {:>12} {:>7.3f}   file {}\n", r.n_elements, human_bytes(static_cast<double>(r.bytes)),
+             r.bits_per_weight(), human_bytes(static_cast<double>(r.file_size)));
   if (weight > 0)
-    std::printf("  relative error, imatrix-diagonal weighting (size-weighted mean): plain rounding %.3e, written %.3e\n",
-                err_plain / weight, err / weight);
+    fmt::print("  relative error, imatrix-diagonal weighting (size-weighted mean): plain rounding {:.3e}, written {:.3e}\n",
+               err_plain / weight, err / weight);
   double obj_plain = 0, obj = 0;
   int n_gptq = 0;
   for (const auto& t : r.tensors)
@@ -45,19 +44,18 @@ inline void print_pipeline_summary(const pipeline_report& r, const std::string& 
       ++n_gptq;
     }
   if (n_gptq > 0 && obj_plain > 0)
-    std::printf("  gptq: output error tr(dW X^T X dW^T) %.1f%% below plain rounding, summed over %d tensors\n",
-                100.0 * (1.0 - obj / obj_plain), n_gptq);
-  std::printf("  time %.1f s (", r.seconds);
+    fmt::print("  gptq: output error tr(dW X^T X dW^T) {:.1f}% below plain rounding, summed over {} tensors\n",
+               100.0 * (1.0 - obj / obj_plain), n_gptq);
+  fmt::print("  time {:.1f} s (", r.seconds);
   bool first = true;
   for (const auto& [k, v] : r.stage_seconds) {
     if (v < 0.005) continue;
-    std::printf("%s%s %.1f s", first ? "" : ", ", k.c_str(), v);
+    fmt::print("{}{} {:.1f} s", first ? "" : ", ", k, v);
     first = false;
   }
-  std::printf("), peak RSS %s, %lld calibration tokens\n", human_bytes(static_cast<double>(r.peak_rss)).c_str(),
-              static_cast<long long>(r.calibration_tokens));
-  for (const auto& n : r.notes) std::printf("  note: %s\n", n.c_str());
-  if (!r.layer_notes.empty()) std::printf("  gauge: %zu per-layer notes (in --report's layer_notes)\n", r.layer_notes.size());
+  fmt::print("), peak RSS {}, {} calibration tokens\n", human_bytes(static_cast<double>(r.peak_rss)), r.calibration_tokens);
+  for (const auto& n : r.notes) fmt::print("  note: {}\n", n);
+  if (!r.layer_notes.empty()) fmt::print("  gauge: {} per-layer notes (in --report's layer_notes)\n", r.layer_notes.size());
 }
 
 }  // namespace sbgq::cli

@@ -8,7 +8,8 @@
 //             general.file_type and split.{no,count,tensors.count}; then
 //             general.quantization_version = 2 (u32) and general.file_type = ftype (u32)
 //             appended (llama.cpp's gguf_set_val removes and re-appends a key); then the
-//             kv overrides in order (imatrix provenance keys last, see below).
+//             kv overrides in order, each also removed and re-appended (imatrix
+//             provenance keys last, see below).
 //   tensors   in llama_model_quantize's order (quant_policy.hpp: by layer, then name),
 //             types from choose_tensor_types(); tensors whose type does not change are
 //             copied byte for byte, the others are converted to f32 exactly and encoded
@@ -20,7 +21,10 @@
 // quantize.imatrix.dataset (the first dataset, 127 bytes; only if there is one),
 // quantize.imatrix.entries_count (u32, entries after filtering) and
 // quantize.imatrix.chunks_count (u32, only if > 0). quantize_options::imatrix_metadata
-// chooses between the two behaviours (default: the CLI's).
+// chooses between the two behaviours (default: the CLI's). The CLI's --include-weights /
+// --exclude-weights filtering of the imatrix (quantize_options::imatrix_include/exclude)
+// and --override-kv parsing (parse_kv_override) are here too, so the file equals
+// llama-quantize's for the same command line.
 //
 // Design goals:
 //   - Bounded memory: the input is memory-mapped and each tensor's pages are released
@@ -40,6 +44,7 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <functional>
@@ -84,8 +89,16 @@ struct quantize_options {
   /// llama_model_quantize's metadata).
   bool imatrix_metadata = true;
   /// Extra keys set after general.file_type (llama-quantize --override-kv): a key already
-  /// present is removed and re-appended, as gguf_set_val does.
+  /// present is removed and re-appended, as gguf_set_val does. parse_kv_override() turns
+  /// llama.cpp's KEY=TYPE:VALUE into the key it writes.
   std::vector<gguf_kv> kv_overrides;
+  /// llama-quantize --include-weights: use the importance matrix only for the entries whose
+  /// name contains one of these strings (the other entries are dropped before anything
+  /// else, so the type rules' has_imatrix and quantize.imatrix.entries_count see the rest).
+  std::vector<std::string> imatrix_include;
+  /// llama-quantize --exclude-weights: drop the entries whose name contains one of these
+  /// strings. At most one of imatrix_include and imatrix_exclude may be non-empty.
+  std::vector<std::string> imatrix_exclude;
   bool allow_requantize = false;        ///< --allow-requantize
   int n_threads = 0;                    ///< <= 0: all hardware threads
   /// Optional: stage quantize after each tensor is written (index, count, tensor, detail
@@ -120,6 +133,73 @@ inline std::vector<gguf_kv> imatrix_metadata_keys(const imatrix& im, std::string
   kv.push_back({"quantize.imatrix.entries_count", gguf_value(static_cast<std::uint32_t>(im.entries.size()))});
   if (im.chunk_count > 0) kv.push_back({"quantize.imatrix.chunks_count", gguf_value(static_cast<std::uint32_t>(im.chunk_count))});
   return kv;
+}
+
+/// Parses llama.cpp's --override-kv KEY=TYPE:VALUE (TYPE int, float, bool or str) into the
+/// key llama_model_quantize writes: int as UINT32 (since llama.cpp PR #14182), float as
+/// FLOAT32, bool (`true`/`false`), str (at most 127 bytes). The key is at most 127 bytes.
+/// Stricter than llama.cpp's atol/atof: a value that is not a whole number in [0, 2^32)
+/// for int, or not a finite number for float, is refused rather than written as 0 (or,
+/// for a negative int, as its absolute value). Errors: invalid_argument naming the part.
+inline result<gguf_kv> parse_kv_override(std::string_view arg) {
+  auto bad = [&](const std::string& why) {
+    return error(error_code::invalid_argument, "quantize",
+                 "kv override '" + std::string(arg.substr(0, 200)) + "': " + why + " (expected KEY=TYPE:VALUE, TYPE int, float, bool or str)");
+  };
+  const std::size_t eq = arg.find('=');
+  if (eq == std::string_view::npos) return bad("no '='");
+  if (eq == 0) return bad("empty key");
+  if (eq >= 128) return bad("key longer than 127 bytes");
+  const std::string key(arg.substr(0, eq));
+  const std::string_view rest = arg.substr(eq + 1);
+  const std::size_t colon = rest.find(':');
+  if (colon == std::string_view::npos) return bad("no TYPE: before the value");
+  const std::string_view type = rest.substr(0, colon), value = rest.substr(colon + 1);
+  const std::string v(value);
+  if (type == "int") {
+    if (v.empty() || !std::all_of(v.begin(), v.end(), [](char c) { return c >= '0' && c <= '9'; }) || v.size() > 10 ||
+        std::stoull(v) > 0xffffffffull)
+      return bad("int value '" + v + "' is not a whole number in [0, 4294967295] (written as UINT32)");
+    return gguf_kv{key, gguf_value(static_cast<std::uint32_t>(std::stoull(v)))};
+  }
+  if (type == "float") {
+    char* end = nullptr;
+    const double x = v.empty() ? 0.0 : std::strtod(v.c_str(), &end);
+    if (v.empty() || *end != '\0' || !std::isfinite(static_cast<float>(x))) return bad("float value '" + v + "' is not a finite number");
+    return gguf_kv{key, gguf_value(static_cast<float>(x))};
+  }
+  if (type == "bool") {
+    if (v != "true" && v != "false") return bad("bool value '" + v + "' is neither true nor false");
+    return gguf_kv{key, gguf_value(v == "true")};
+  }
+  if (type == "str") {
+    if (v.size() > 127) return bad("str value longer than 127 bytes");
+    return gguf_kv{key, gguf_value(v)};
+  }
+  return bad("unknown TYPE '" + std::string(type) + "'");
+}
+
+/// The importance matrix llama-quantize uses after --include-weights / --exclude-weights:
+/// an entry is kept if its name contains one of `include` (when given), and dropped if it
+/// contains one of `exclude`. Plain substring matches, as llama-quantize's. Errors:
+/// invalid_argument if both lists are non-empty (llama-quantize refuses the combination).
+inline result<imatrix> filter_imatrix(const imatrix& im, const std::vector<std::string>& include,
+                                      const std::vector<std::string>& exclude) {
+  if (!include.empty() && !exclude.empty())
+    return error(error_code::invalid_argument, "quantize", "include and exclude weights cannot be used together");
+  auto contains_any = [](const std::string& name, const std::vector<std::string>& parts) {
+    return std::any_of(parts.begin(), parts.end(), [&](const std::string& p) { return name.find(p) != std::string::npos; });
+  };
+  imatrix out;
+  out.datasets = im.datasets;
+  out.chunk_count = im.chunk_count;
+  out.chunk_size = im.chunk_size;
+  for (const auto& [name, e] : im.entries) {
+    if (!include.empty() && !contains_any(name, include)) continue;
+    if (contains_any(name, exclude)) continue;
+    out.entries.emplace(name, e);
+  }
+  return out;
 }
 
 namespace detail::quant {
@@ -196,6 +276,11 @@ inline result<quantize_report> quantize_gguf(const gguf_file& in, const std::str
   // -- the choice of types
   SBGQ_TRY(const model_facts facts, model_facts::from_metadata(in.metadata()));
   const imatrix* im = opt.importance;
+  imatrix filtered;  // --include-weights / --exclude-weights
+  if (im && (!opt.imatrix_include.empty() || !opt.imatrix_exclude.empty())) {
+    SBGQ_TRY(filtered, filter_imatrix(*im, opt.imatrix_include, opt.imatrix_exclude));
+    im = &filtered;
+  }
   const bool has_imatrix = im && !im->entries.empty();
   SBGQ_TRY(rep.plan, choose_tensor_types(facts, in.descriptions(), opt.policy, has_imatrix));
 
@@ -261,19 +346,25 @@ inline result<quantize_report> quantize_gguf(const gguf_file& in, const std::str
 
   // -- header: metadata as llama_model_quantize writes it, then the tensor infos
   SBGQ_TRY(gguf_writer w, gguf_writer::create(out_path));
-  static constexpr std::string_view moved[] = {"general.quantization_version", "general.file_type", "split.no",
-                                               "split.count", "split.tensors.count"};
-  std::vector<gguf_kv> overrides = opt.kv_overrides;
+  // As llama_model_quantize builds it: the input's keys without split.*, then each key it
+  // sets -- general.quantization_version, general.file_type, the kv overrides in order --
+  // removing an earlier record of that key and appending (gguf_set_val). So an override of
+  // general.file_type, or of a key overridden before, lands at its override's place.
+  static constexpr std::string_view dropped[] = {"split.no", "split.count", "split.tensors.count"};
+  std::vector<gguf_kv> meta;
+  meta.reserve(in.metadata().size() + opt.kv_overrides.size() + 6);
+  for (const gguf_kv& kv : in.metadata())
+    if (std::find(std::begin(dropped), std::end(dropped), kv.key) == std::end(dropped)) meta.push_back(kv);
+  auto set_kv = [&](gguf_kv kv) {
+    meta.erase(std::remove_if(meta.begin(), meta.end(), [&](const gguf_kv& m) { return m.key == kv.key; }), meta.end());
+    meta.push_back(std::move(kv));
+  };
+  set_kv({"general.quantization_version", gguf_value(ggml_quantization_version)});
+  set_kv({"general.file_type", gguf_value(static_cast<std::uint32_t>(opt.policy.ftype))});
+  for (const gguf_kv& kv : opt.kv_overrides) set_kv(kv);
   if (has_imatrix && opt.imatrix_metadata)
-    for (auto& kv : imatrix_metadata_keys(*im, opt.imatrix_file)) overrides.push_back(std::move(kv));
-  for (const gguf_kv& kv : in.metadata()) {
-    if (std::find(std::begin(moved), std::end(moved), kv.key) != std::end(moved)) continue;
-    if (std::any_of(overrides.begin(), overrides.end(), [&](const gguf_kv& o) { return o.key == kv.key; })) continue;
-    SBGQ_TRY_VOID(w.add(kv.key, kv.value));
-  }
-  SBGQ_TRY_VOID(w.add("general.quantization_version", gguf_value(ggml_quantization_version)));
-  SBGQ_TRY_VOID(w.add("general.file_type", gguf_value(static_cast<std::uint32_t>(opt.policy.ftype))));
-  for (const gguf_kv& kv : overrides) SBGQ_TRY_VOID(w.set(kv.key, kv.value));
+    for (auto& kv : imatrix_metadata_keys(*im, opt.imatrix_file)) set_kv(std::move(kv));
+  for (gguf_kv& kv : meta) SBGQ_TRY_VOID(w.add(std::move(kv.key), std::move(kv.value)));
   for (const tensor_type_choice& c : rep.plan.tensors)
     SBGQ_TRY_VOID(w.add_tensor(c.name, c.type, std::span<const std::int64_t>(c.ne.data(), c.n_dims)));
 

@@ -326,14 +326,15 @@ TEST_CASE("rotating a tied model gives it its own head after output_norm and kee
     std::filesystem::create_symlink(std::filesystem::absolute(f.path()), tied / f.path().filename());
   }
   std::string cfg = read_text(model_dir + "/config.json");
-  for (std::size_t at = 0; (at = cfg.find("\"tie_word_embeddings\": false", at)) != std::string::npos;)
-    cfg.replace(at, 29, "\"tie_word_embeddings\": true");
+  const std::string untied_key = "\"tie_word_embeddings\": false", tied_key = "\"tie_word_embeddings\": true";
+  for (std::size_t at = 0; (at = cfg.find(untied_key, at)) != std::string::npos;) cfg.replace(at, untied_key.size(), tied_key);
   std::ofstream(tied / "config.json") << cfg;
 
   sbgq::convert_options c;
   c.outtype = ggml_type::f32;
   const std::string ref_path = tmp("tied-f32.gguf");
-  REQUIRE(sbgq::convert_checkpoint(tied.string(), ref_path, c).has_value());
+  const auto converted = sbgq::convert_checkpoint(tied.string(), ref_path, c);
+  REQUIRE_MESSAGE(converted.has_value(), (converted ? "" : converted.error().message()));
   CHECK_FALSE(sbgq::gguf_file::open(ref_path).value().find_tensor("output.weight"));
 
   const std::string recipe_path = tmp("f32-recipe-tied.json");

@@ -147,7 +147,7 @@ class rotated_source : public tensor_source {
   result<void> rows(const tensor_plan& e, std::size_t r0, std::size_t r1, std::vector<float>& out) override {
     const bool head = e.gguf_name == "output.weight", embd = e.gguf_name == "token_embd.weight";
     if (e.gguf_name == "output_norm.weight") {
-      out.assign(r1 - r0, 1.0f);
+      out.assign((r1 - r0) * static_cast<std::size_t>(e.ne[0]), 1.0f);
       return {};
     }
     if (!head && !embd) return inner_.rows(e, r0, r1, out);

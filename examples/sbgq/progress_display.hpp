@@ -58,9 +58,7 @@ class progress_display {
 
   void operator()(const progress_event& e) {
     if (e.stage == progress_stage::note) {
-      line_.done();
-      std::fprintf(stderr, "%ssbgq %s: note: %.*s\n", indent_.c_str(), tool_.c_str(), static_cast<int>(e.message.size()),
-                   e.message.data());
+      line_.note(indent_ + "sbgq " + tool_ + ": note: " + std::string(e.message));
       return;
     }
     line_.line(indent_ + format_progress(e), e.stage == progress_stage::done);

@@ -168,9 +168,7 @@ inline result<std::vector<ggml_type>> plan_types(const recipe& rc, const std::ve
 /// then sbgq's record of the transforms and llama-quantize's imatrix provenance keys.
 inline result<void> write_header(gguf_writer& w, const hf_model& m, const tensor_source& src, const recipe& rc,
                                  const pipeline_options& opt, std::int64_t n_chunks) {
-  std::uint64_t n_params = 0;
-  for (const auto& e : src.plan())
-    if (!e.is_mtp) n_params += static_cast<std::uint64_t>(e.numel());
+  const std::uint64_t n_params = plan_n_params(src.plan());  // with the head a rotation adds
   qwen35_config cfg = m.cfg;
   if (src.find("output.weight")) cfg.tie_word_embeddings = false;
   SBGQ_TRY_VOID(add_qwen35_metadata(w, cfg, m.tok, m.dir, opt.name.empty() ? m.default_name() : opt.name, n_params,

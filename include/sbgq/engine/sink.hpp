@@ -152,7 +152,8 @@ class gguf_sink {
     SBGQ_TRY_VOID(detail::engine::encode_rows(t, v, rows, cols, t == ggml_type::f32 ? std::span<const float>{} : im, h, o,
                                               buf_, plain_, sums, rec, "tensor '" + rec.name + "'"));
     SBGQ_TRY_VOID(w_.write_tensor_chunk(i, std::span<const std::byte>(buf_)));
-    return end(std::move(rec), sums, buf_.size());
+    end(std::move(rec), sums, buf_.size());
+    return {};
   }
 
   /// Encodes and writes plan entry i read from `src` in blocks of rows (plain rounding).
@@ -171,7 +172,8 @@ class gguf_sink {
       SBGQ_TRY_VOID(w_.write_tensor_chunk(i, std::span<const std::byte>(buf_)));
       bytes += buf_.size();
     }
-    return end(std::move(rec), sums, bytes);
+    end(std::move(rec), sums, bytes);
+    return {};
   }
 
   /// Completes the file (atomically renamed into place); returns its size.
@@ -196,7 +198,7 @@ class gguf_sink {
     rec.used_imatrix = !im.empty() && types_[i] != ggml_type::f32;
     return rec;
   }
-  result<void> end(tensor_record rec, const detail::engine::encode_sums& s, std::uint64_t bytes) {
+  void end(tensor_record rec, const detail::engine::encode_sums& s, std::uint64_t bytes) {
     rec.bytes = bytes;
     if (is_quantized(rec.type)) {
       rec.rel_error_plain = s.norm > 0 ? s.err_plain / s.norm : 0.0;
@@ -205,7 +207,6 @@ class gguf_sink {
     n_elements_ += rec.n_elements;
     bytes_ += rec.bytes;
     records_.push_back(std::move(rec));
-    return {};
   }
 
   gguf_writer w_;

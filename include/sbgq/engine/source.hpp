@@ -5,7 +5,7 @@
 //   hf_model m = hf_model::open(dir, keep_mtp).value();
 //   checkpoint_source src(m);                                 // values as the converter writes them
 //   auto rot = rotated_source::create(src, seed, threads).value();  // a pure decorator
-//   rot->rows(*m.find("token_embd.weight"), 0, 128, buf);     // the rotated embedding's first rows
+//   rot->rows(*rot->find("token_embd.weight"), 0, 128, buf);  // the rotated embedding's first rows
 //   rot->layers().load_layer(3);                              // layer 3, rotated
 //
 // Two ways in, matching the two shapes of work:

@@ -312,6 +312,17 @@ constexpr ggml_type converted_type(const tensor_plan& e, ggml_type outtype) noex
 }
 
 
+/// The plan options an HF checkpoint implies: its text tower's prefix ("model.language_model."
+/// or, text-only, "model."), a tied head (config says so, or no lm_head.weight), and MTP
+/// when asked for and present.
+inline tensor_plan_options hf_plan_options(const safetensors_checkpoint& ckpt, const qwen35_config& c, bool keep_mtp) {
+  tensor_plan_options po;
+  po.hf_prefix = ckpt.contains("model.language_model.embed_tokens.weight") ? "model.language_model." : "model.";
+  po.tied = c.tie_word_embeddings || !ckpt.contains("lm_head.weight");
+  po.include_mtp = keep_mtp && c.mtp_num_hidden_layers > 0 && ckpt.contains("mtp.fc.weight");
+  return po;
+}
+
 /// An HF checkpoint directory opened for conversion: config, tokenizer, shards and the
 /// plan of GGUF tensors, every plan tensor found with the shape the config implies.
 struct hf_model {
@@ -337,9 +348,8 @@ struct hf_model {
       return error(error_code::bad_value, "convert",
                    "tokenizer.json has " + std::to_string(m.tok.size()) + " tokens but vocab_size is " +
                        std::to_string(m.cfg.vocab_size));
-    m.po.hf_prefix = m.ckpt.contains("model.language_model.embed_tokens.weight") ? "model.language_model." : "model.";
-    m.po.tied = m.cfg.tie_word_embeddings || !m.ckpt.contains("lm_head.weight");
-    m.has_mtp = m.cfg.mtp_num_hidden_layers > 0 && m.ckpt.contains("mtp.fc.weight");
+    m.po = hf_plan_options(m.ckpt, m.cfg, true);
+    m.has_mtp = m.po.include_mtp;
     m.po.include_mtp = keep_mtp && m.has_mtp;
     m.plan = qwen35_tensor_plan(m.cfg, m.po);
     SBGQ_TRY(m.n_skipped, check_unused_hf_tensors(m.ckpt, m.plan, m.cfg, m.po));
@@ -350,24 +360,13 @@ struct hf_model {
   /// MTP blocks in the plan.
   std::int64_t n_mtp() const noexcept { return po.include_mtp ? cfg.mtp_num_hidden_layers : 0; }
   /// Parameters of the main model (MTP excluded), as general.size_label counts them.
-  std::uint64_t n_params() const noexcept {
-    std::uint64_t n = 0;
-    for (const auto& e : plan)
-      if (!e.is_mtp) n += static_cast<std::uint64_t>(e.numel());
-    return n;
-  }
+  std::uint64_t n_params() const noexcept { return plan_n_params(plan); }
   /// general.name when the user gives none: the directory's name.
   std::string default_name() const {
     const auto p = std::filesystem::path(dir).lexically_normal();
     std::string name = p.filename().string();
     if (name.empty()) name = p.parent_path().filename().string();
     return name;
-  }
-  /// The plan entry named `gguf_name`, or null.
-  const tensor_plan* find(std::string_view gguf_name) const noexcept {
-    for (const auto& e : plan)
-      if (e.gguf_name == gguf_name) return &e;
-    return nullptr;
   }
 };
 

@@ -67,6 +67,14 @@ struct tensor_plan {
   }
 };
 
+/// Parameters of the main model in a plan (MTP excluded), as general.size_label counts them.
+inline std::uint64_t plan_n_params(const std::vector<tensor_plan>& plan) noexcept {
+  std::uint64_t n = 0;
+  for (const auto& e : plan)
+    if (!e.is_mtp) n += static_cast<std::uint64_t>(e.numel());
+  return n;
+}
+
 /// Options of the plan.
 struct tensor_plan_options {
   std::string hf_prefix = "model.language_model.";  ///< "model." for text-only checkpoints

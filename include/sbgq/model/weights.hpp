@@ -144,10 +144,7 @@ class gguf_weight_provider : public weight_provider {
 class safetensors_weight_provider : public weight_provider {
  public:
   safetensors_weight_provider(const safetensors_checkpoint& ckpt, const qwen35_config& c) : ckpt_(ckpt), c_(c) {
-    tensor_plan_options po;
-    po.hf_prefix = ckpt.contains("model.language_model.embed_tokens.weight") ? "model.language_model." : "model.";
-    po.tied = c.tie_word_embeddings || !ckpt.contains("lm_head.weight");
-    po.include_mtp = false;
+    tensor_plan_options po = hf_plan_options(ckpt, c, false);
     for (auto& e : qwen35_tensor_plan(c, po)) plan_.push_back(std::move(e));
     has_output_ = !po.tied;
     po_ = std::move(po);

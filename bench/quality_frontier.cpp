@@ -30,33 +30,16 @@
 #include "sbgq/io/gguf.hpp"
 #include "sbgq/pipeline.hpp"
 #include "sbgq/model/weights.hpp"
+#include "support/lockstep_eval.hpp"
 #include "support/oracle.hpp"
 
 namespace {
 
 using sbgq::test::oracle;
-using sbgq::test::oracle_model;
 
-std::string read_text(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  return std::string((std::istreambuf_iterator<char>(f)), {});
-}
-
-template <class T>
-T check(sbgq::result<T> r, const char* what) {
-  if (!r) {
-    std::fprintf(stderr, "%s: %s\n", what, r.error().message().c_str());
-    std::exit(1);
-  }
-  return std::move(*r);
-}
-
-void check(sbgq::result<void> r, const char* what) {
-  if (!r) {
-    std::fprintf(stderr, "%s: %s\n", what, r.error().message().c_str());
-    std::exit(1);
-  }
-}
+using sbgq::bench::check;
+using sbgq::bench::file_bpw;
+using sbgq::bench::read_text;
 
 struct config {
   std::string name;    ///< row label
@@ -72,18 +55,6 @@ struct variant {
   double target_bpw;
   bool rotate, gauge, gptq;
 };
-
-/// Bits per weight of a GGUF's tensor data.
-double file_bpw(const std::string& path) {
-  auto f = sbgq::gguf_file::open(path);
-  if (!f) return 0;
-  std::uint64_t bytes = 0, n = 0;
-  for (const auto& t : f->tensors()) {
-    bytes += t.nbytes;
-    n += t.n_elements();
-  }
-  return n ? 8.0 * static_cast<double>(bytes) / static_cast<double>(n) : 0;
-}
 
 std::string variant_name(const variant& v) {
   std::string n = v.recipe;
@@ -158,13 +129,7 @@ int main(int argc, char** argv) {
   bool reuse = false;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
-    auto next = [&]() -> std::string {
-      if (i + 1 >= argc) {
-        std::fprintf(stderr, "%s needs a value\n", a.c_str());
-        std::exit(2);
-      }
-      return argv[++i];
-    };
+    auto next = [&] { return sbgq::bench::option_value(argc, argv, i); };
     if (a == "--out") out_dir = next();
     else if (a == "--eval-chunks") eval_chunks = std::stoll(next());
     else if (a == "--calib-chunks") calib_chunks = std::stoll(next());
@@ -212,19 +177,7 @@ int main(int argc, char** argv) {
   std::vector<config> configs;
   // -- llama.cpp's own files
   const std::pair<const char*, std::int32_t> llama_types[] = {{"Q3_K_M", 12}, {"IQ4_XS", 30}, {"Q4_K_M", 15}, {"Q5_K_M", 17}};
-  std::vector<std::vector<float>> wts;
-  std::vector<sbgq::test::llama_model_imatrix_data> data;
-  for (const auto& [n, e] : im.im.entries) {
-    std::vector<float> v(e.sum2.size());
-    for (std::size_t i = 0; i < v.size(); ++i) v[i] = e.sum2[i] / static_cast<float>(e.counts[0]);
-    wts.push_back(std::move(v));
-  }
-  std::size_t k = 0;
-  for (const auto& [n, e] : im.im.entries) {
-    data.push_back({n.c_str(), wts[k].data(), wts[k].size()});
-    ++k;
-  }
-  data.push_back({nullptr, nullptr, 0});
+  const sbgq::bench::llama_imatrix_arg llama_im(im.im);
   for (const auto& [name, ftype] : llama_types) {
     const std::string label = std::string("llama.cpp ") + name;
     if (!wanted(label)) continue;
@@ -235,7 +188,7 @@ int main(int argc, char** argv) {
     auto p = oracle().llama_model_quantize_default_params();
     p.nthread = n_threads;
     p.ftype = ftype;
-    p.imatrix = data.data();
+    p.imatrix = llama_im.data();
     const auto t0 = std::chrono::steady_clock::now();
     if (!(reuse && std::filesystem::exists(c.path)) && oracle().llama_model_quantize(f32.c_str(), c.path.c_str(), &p) != 0) {
       std::fprintf(stderr, "llama_model_quantize %s failed\n", name);
@@ -298,45 +251,10 @@ int main(int argc, char** argv) {
   }
 
   // -- evaluation in lockstep: F32 once per chunk, then every file
-  oracle_model base(f32, oracle_model::options{static_cast<std::uint32_t>(ctx), static_cast<std::uint32_t>(ctx), n_threads, false, true});
-  const auto ids = base.tokenize(eval, false);
-  std::int64_t n_chunks = static_cast<std::int64_t>(ids.size()) / ctx;
-  if (eval_chunks > 0) n_chunks = std::min(n_chunks, eval_chunks);
-  std::vector<std::unique_ptr<oracle_model>> models;
-  for (const auto& c : configs)
-    models.push_back(std::make_unique<oracle_model>(
-        c.path, oracle_model::options{static_cast<std::uint32_t>(ctx), static_cast<std::uint32_t>(ctx), n_threads, false, true}));
-  std::vector<sbgq::kld_accumulator> acc(configs.size());
-  const std::int64_t first = ctx / 2, nv = 8192;
-  sbgq::base_logits_row row;
-  for (std::int64_t ch = 0; ch < n_chunks; ++ch) {
-    std::vector<std::int32_t> chunk(ids.begin() + ch * ctx, ids.begin() + (ch + 1) * ctx);
-    base.clear();
-    const auto zb = base.decode(chunk);
-    std::vector<std::vector<float>> zq(configs.size());
-    for (std::size_t m = 0; m < models.size(); ++m) {
-      models[m]->clear();
-      zq[m] = models[m]->decode(chunk);
-    }
-    for (std::int64_t i = first; i < ctx - 1; ++i) {
-      const float* z = zb.data() + i * nv;
-      const auto [mx, lse] = sbgq::detail::eval::log_softmax_terms(z, nv);
-      row.log_p.resize(static_cast<std::size_t>(nv));
-      std::int32_t top = 0;
-      for (std::int64_t j = 0; j < nv; ++j) {
-        row.log_p[static_cast<std::size_t>(j)] = static_cast<double>(z[j] - mx) - lse;
-        if (z[j] > z[top]) top = static_cast<std::int32_t>(j);
-      }
-      const std::int32_t next = chunk[static_cast<std::size_t>(i + 1)];
-      row.target_log_p = static_cast<float>(row.log_p[static_cast<std::size_t>(next)]);
-      row.top = top;
-      for (std::size_t m = 0; m < models.size(); ++m)
-        check(acc[m].add(std::span<const float>(zq[m].data() + i * nv, static_cast<std::size_t>(nv)), row, next), "kld");
-    }
-    if ((ch + 1) % 10 == 0) std::fprintf(stderr, "eval: chunk %lld/%lld\n", static_cast<long long>(ch + 1), static_cast<long long>(n_chunks));
-  }
-  std::vector<sbgq::kld_result> res;
-  for (auto& a : acc) res.push_back(a.finish());
+  std::vector<std::string> paths;
+  for (const auto& c : configs) paths.push_back(c.path);
+  std::int64_t n_chunks = 0;
+  const auto res = sbgq::bench::evaluate_lockstep(f32, paths, eval, ctx, eval_chunks, n_threads, &n_chunks);
 
   // -- table, CSV, plot
   std::vector<std::size_t> order(configs.size());

@@ -27,9 +27,11 @@
 // llama-quantize's for the same command line.
 //
 // Design goals:
-//   - Bounded memory: the input is memory-mapped and each tensor's pages are released
-//     after use; one tensor is converted at a time (f32 copy + encoded copy), so peak
-//     memory is about 1.5x the largest tensor in f32 (plus the page cache).
+//   - The engine's own parts (engine/gguf_source.hpp, engine/sink.hpp): the input is a
+//     row_source, the output the pipeline's gguf_sink, so the encoder, the row checks
+//     and the error messages are the pipeline's.
+//   - Bounded memory: the input is memory-mapped, read in blocks of ~16 MB of f32 rows,
+//     and its pages are released behind the reader (plus the page cache).
 //   - Output atomic (gguf_writer over output_file): an error leaves no file behind.
 //   - Everything that can be checked before writing is checked first: codecs for every
 //     chosen type, decodable sources, imatrix sizes and finiteness.
@@ -55,10 +57,6 @@
 #include <utility>
 #include <vector>
 
-#if defined(__unix__) || defined(__APPLE__)
-#include <sys/mman.h>
-#include <unistd.h>
-#endif
 
 #include "core/base.hpp"
 #include "codec/blocks.hpp"
@@ -71,6 +69,8 @@
 #include "core/output_file.hpp"
 #include "core/progress.hpp"
 #include "quant/quant_policy.hpp"
+#include "engine/gguf_source.hpp"
+#include "engine/sink.hpp"
 
 SBGQ_BEGIN_NAMESPACE
 
@@ -206,62 +206,10 @@ namespace detail::quant {
 
 inline error fail(error_code c, std::string ctx) { return error(c, "quantize", std::move(ctx)); }
 
-constexpr bool f16_bits_finite(std::uint16_t h) noexcept { return (h & 0x7c00u) != 0x7c00u; }
-constexpr bool bf16_bits_finite(std::uint16_t h) noexcept { return (h & 0x7f80u) != 0x7f80u; }
-
-/// ggml_validate_row_data for the types sbgq writes: every fp16 scale (d, and dmin where
-/// the format has one) is finite; F16/BF16/F32 data are all finite. Returns the index of
-/// the first bad block (element for plain types), or npos.
-inline std::size_t first_invalid_block(ggml_type t, std::span<const std::byte> data) {
-  constexpr std::size_t none = static_cast<std::size_t>(-1);
-  auto u16 = [&](std::size_t at) {
-    std::uint16_t h;
-    std::memcpy(&h, data.data() + at, 2);
-    return h;
-  };
-  auto scan = [&](std::size_t block_bytes, std::initializer_list<std::size_t> f16_offsets) {
-    const std::size_t nb = data.size() / block_bytes;
-    for (std::size_t b = 0; b < nb; ++b)
-      for (std::size_t off : f16_offsets)
-        if (!f16_bits_finite(u16(b * block_bytes + off))) return b;
-    return none;
-  };
-  switch (t) {
-    case ggml_type::f32: {
-      for (std::size_t i = 0; i < data.size() / 4; ++i) {
-        float v;
-        std::memcpy(&v, data.data() + 4 * i, 4);
-        if (!std::isfinite(v)) return i;
-      }
-      return none;
-    }
-    case ggml_type::f16:
-      for (std::size_t i = 0; i < data.size() / 2; ++i)
-        if (!f16_bits_finite(u16(2 * i))) return i;
-      return none;
-    case ggml_type::bf16:
-      for (std::size_t i = 0; i < data.size() / 2; ++i)
-        if (!bf16_bits_finite(u16(2 * i))) return i;
-      return none;
-    case ggml_type::q8_0: return scan(sizeof(block_q8_0), {offsetof(block_q8_0, d)});
-    case ggml_type::q2_k: return scan(sizeof(block_q2_k), {offsetof(block_q2_k, d), offsetof(block_q2_k, dmin)});
-    case ggml_type::q3_k: return scan(sizeof(block_q3_k), {offsetof(block_q3_k, d)});
-    case ggml_type::q4_k: return scan(sizeof(block_q4_k), {offsetof(block_q4_k, d), offsetof(block_q4_k, dmin)});
-    case ggml_type::q5_k: return scan(sizeof(block_q5_k), {offsetof(block_q5_k, d), offsetof(block_q5_k, dmin)});
-    case ggml_type::q6_k: return scan(sizeof(block_q6_k), {offsetof(block_q6_k, d)});
-    case ggml_type::iq4_nl: return scan(sizeof(block_iq4_nl), {offsetof(block_iq4_nl, d)});
-    case ggml_type::iq4_xs: return scan(sizeof(block_iq4_xs), {offsetof(block_iq4_xs, d)});
-    default: return none;
-  }
-}
-
 /// A codec sbgq can write into a GGUF (Q8_K is an internal type only).
 inline const codec_traits* writable_codec(ggml_type t) noexcept {
   return t == ggml_type::q8_k ? nullptr : find_codec(t);
 }
-
-/// Drops a finished input tensor's pages from this process (see mapped_file.hpp).
-inline void release_pages(std::span<const std::byte> s) noexcept { release_mapped_pages(s); }
 
 }  // namespace detail::quant
 
@@ -297,7 +245,6 @@ inline result<quantize_report> quantize_gguf(const gguf_file& in, const std::str
 
   // -- pre-flight: every conversion is possible, every imatrix entry used fits its tensor
   std::vector<const float*> tensor_weights(rep.plan.tensors.size(), nullptr);
-  std::uint64_t max_f32 = 0, max_out = 0;
   for (std::size_t k = 0; k < rep.plan.tensors.size(); ++k) {
     const tensor_type_choice& c = rep.plan.tensors[k];
     const gguf_tensor_info& info = in.tensors()[c.index];
@@ -339,13 +286,10 @@ inline result<quantize_report> quantize_gguf(const gguf_file& in, const std::str
         }
       }
     }
-    max_f32 = std::max<std::uint64_t>(max_f32, info.n_elements());
-    max_out = std::max<std::uint64_t>(max_out, row_size(c.type, static_cast<std::uint64_t>(info.ne[0])) *
-                                                   (info.n_elements() / static_cast<std::uint64_t>(info.ne[0] ? info.ne[0] : 1)));
   }
 
   // -- header: metadata as llama_model_quantize writes it, then the tensor infos
-  SBGQ_TRY(gguf_writer w, gguf_writer::create(out_path));
+  SBGQ_TRY(gguf_sink sink, gguf_sink::create(out_path, "quantize"));
   // As llama_model_quantize builds it: the input's keys without split.*, then each key it
   // sets -- general.quantization_version, general.file_type, the kv overrides in order --
   // removing an earlier record of that key and appending (gguf_set_val). So an override of
@@ -364,86 +308,47 @@ inline result<quantize_report> quantize_gguf(const gguf_file& in, const std::str
   for (const gguf_kv& kv : opt.kv_overrides) set_kv(kv);
   if (has_imatrix && opt.imatrix_metadata)
     for (auto& kv : imatrix_metadata_keys(*im, opt.imatrix_file)) set_kv(std::move(kv));
-  for (gguf_kv& kv : meta) SBGQ_TRY_VOID(w.add(std::move(kv.key), std::move(kv.value)));
-  for (const tensor_type_choice& c : rep.plan.tensors)
-    SBGQ_TRY_VOID(w.add_tensor(c.name, c.type, std::span<const std::int64_t>(c.ne.data(), c.n_dims)));
+  for (gguf_kv& kv : meta) SBGQ_TRY_VOID(sink.writer().add(std::move(kv.key), std::move(kv.value)));
 
-  // -- data, one tensor at a time
-  std::vector<float> f32;
-  std::vector<std::byte> out;
-  if (max_f32 > 0) f32.reserve(static_cast<std::size_t>(max_f32));
-  if (max_out > 0) out.reserve(static_cast<std::size_t>(max_out));
+  // -- data: the engine's sink, in llama_model_quantize's order; a tensor whose type does not
+  //    change is copied, the others are read in blocks of rows and encoded
+  gguf_source src(in, opt.n_threads);
+  std::vector<tensor_plan> plan;
+  std::vector<ggml_type> types;
+  for (const tensor_type_choice& c : rep.plan.tensors) {
+    plan.push_back(src.plan()[c.index]);
+    types.push_back(c.type);
+  }
+  SBGQ_TRY_VOID(sink.declare(plan, types));
+  encode_options enc;
+  enc.n_threads = opt.n_threads;
+  enc.measure = false;
   const std::size_t n = rep.plan.tensors.size();
   for (std::size_t k = 0; k < n; ++k) {
     const tensor_type_choice& c = rep.plan.tensors[k];
     const gguf_tensor_info& info = in.tensors()[c.index];
-    const std::span<const std::byte> src = in.tensor_data(c.index);
-    std::span<const std::byte> dst = src;
-    bool used_imatrix = false;
+    const std::span<const std::byte> stored = in.tensor_data(c.index);
+    const float* wts = tensor_weights[k];
     if (c.converts()) {
-      const auto n_per_row = static_cast<std::size_t>(info.ne[0]);
-      const std::size_t nrows = n_per_row ? static_cast<std::size_t>(info.n_elements()) / n_per_row : 0;
-      // f32 view of the source: the mapped bytes themselves when F32 and float-aligned,
-      // else an exact conversion (F16/BF16) or a decode (requantize).
-      const float* x = nullptr;
-      if (info.type == ggml_type::f32 && reinterpret_cast<std::uintptr_t>(src.data()) % alignof(float) == 0) {
-        x = reinterpret_cast<const float*>(src.data());
-      } else {
-        f32.resize(static_cast<std::size_t>(info.n_elements()));
-        SBGQ_TRY_VOID(dequantize_rows(info.type, src, nrows, n_per_row, f32, opt.n_threads));
-        x = f32.data();
-      }
-      const std::size_t row_bytes = static_cast<std::size_t>(row_size(c.type, n_per_row));
-      out.resize(row_bytes * nrows);
-      // Matrices one at a time (3-D expert tensors: each expert has its own weights slice).
-      const std::size_t rows_per_matrix = static_cast<std::size_t>(info.ne[1]);
-      const std::size_t n_mat = rows_per_matrix ? nrows / rows_per_matrix : 0;
-      const float* wts = tensor_weights[k];
-      used_imatrix = wts != nullptr;
-      for (std::size_t m = 0; m < n_mat; ++m) {
-        const std::size_t expert = m % static_cast<std::size_t>(info.ne[2]);
-        auto r = quantize_rows(c.type, x + m * rows_per_matrix * n_per_row, rows_per_matrix, n_per_row,
-                               wts ? wts + expert * n_per_row : nullptr,
-                               std::span<std::byte>(out.data() + m * rows_per_matrix * row_bytes, rows_per_matrix * row_bytes),
-                               opt.n_threads);
-        if (!r) {
-          error e = std::move(r).error();
-          e.context = "tensor '" + c.name + "' -> " + std::string(type_name(c.type)) + ": " + e.context;
-          return e;
-        }
-      }
-      if (const std::size_t bad = dq::first_invalid_block(c.type, out); bad != static_cast<std::size_t>(-1))
-        return dq::fail(error_code::not_finite,
-                        "tensor '" + c.name + "' -> " + std::string(type_name(c.type)) + ": block " + std::to_string(bad) +
-                            " (row " + std::to_string(bad * (is_quantized(c.type) ? block_size(c.type) : 1) / n_per_row) +
-                            ") has a non-finite scale or value; quantized data validation failed");
-      dst = out;
+      const std::size_t n_im = wts ? static_cast<std::size_t>(info.ne[0] * info.ne[2]) : 0;
+      SBGQ_TRY_VOID(sink.stream(src, k, std::span<const float>(wts, n_im), enc));
       ++rep.n_converted;
-      if (used_imatrix) ++rep.n_with_imatrix;
-    } else if (const std::size_t bad = dq::first_invalid_block(info.type, src); bad != static_cast<std::size_t>(-1)) {
-      // Kept as it is (norms, ssm_a, ...): a NaN here would silently poison every output.
-      return dq::fail(error_code::not_finite, "tensor '" + c.name + "' (kept as " + std::string(type_name(info.type)) +
-                                                  "): " + (is_quantized(info.type) ? "block " : "value ") +
-                                                  std::to_string(bad) + " is not finite in the input");
+      if (wts) ++rep.n_with_imatrix;
+    } else {
+      SBGQ_TRY_VOID(sink.copy(k, info.type, stored));
+      src.release(stored);
     }
-    SBGQ_TRY_VOID(w.write_tensor_data(k, dst));
-    // Only for a file mapping: on caller-owned memory (gguf_file::parse) MADV_DONTNEED
-    // would discard the data.
-    if (in.mapping().size() > 0) dq::release_pages(src);
-    rep.bytes_in += src.size();
-    rep.bytes_out += dst.size();
+    rep.bytes_in += stored.size();
     const std::string detail = std::string(type_name(c.source_type)) + " -> " + std::string(type_name(c.type)) +
-                               (used_imatrix ? " (imatrix)" : "");
+                               (wts && c.converts() ? " (imatrix)" : "");
     report(progress_event::at(progress_stage::quantize, static_cast<double>(k + 1) / static_cast<double>(n))
                .item(k, n)
                .on(c.name, detail)
-               .with_bytes(rep.bytes_out));
+               .with_bytes(sink.bytes()));
   }
-  SBGQ_TRY_VOID(w.finish());
+  rep.bytes_out = sink.bytes();
+  SBGQ_TRY(rep.file_size, sink.finish());
   report.finish();
-  std::error_code ec;
-  const auto fs = std::filesystem::file_size(out_path, ec);
-  rep.file_size = ec ? 0 : static_cast<std::uint64_t>(fs);
   rep.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return rep;
 }

@@ -12,6 +12,8 @@
 //   quantize, dequantize        per_target tables of the row kernels: the scalar
 //                               reference sbgq::ref::<verb>_<format> and its AVX2 /
 //                               AVX-512 twins in sbgq::avx2 / sbgq::avx512
+//   (validation)                block_finite<Format> below derives ggml's row-data check
+//                               from the block's own fields (d, dmin) or decoded value
 //   grid_*                      (quantized formats except Q8_K) the fixed-grid operations
 //                               of fixed_grid.hpp: grid_init, grid_round, grid_value,
 //                               grid_basis, grid_store, grid_n_super
@@ -21,10 +23,13 @@
 // points of every format (the named quantize_q4_k ... are one-line aliases).
 #pragma once
 
+#include <cmath>
 #include <cstddef>
+#include <type_traits>
 #include <span>
 
 #include "../core/base.hpp"
+#include "../core/dtype.hpp"
 #include "../core/error.hpp"
 #include "../io/ggml_types.hpp"
 #include "../simd/dispatch.hpp"
@@ -60,6 +65,31 @@ struct per_target {
 template <class Fn>
 constexpr per_target<Fn> scalar_only(Fn f) noexcept {
   return {f, f, f};
+}
+
+/// ggml_validate_row_data's test of one encoded block: its fp16 scales (d, and dmin where
+/// the format has one) are finite; a plain type's one value is finite. A file with an
+/// invalid block is one llama.cpp refuses to write (and its kernels would spread the NaN).
+template <class Format>
+bool block_finite(const typename Format::block& b) noexcept {
+  using block = typename Format::block;
+  if constexpr (block::values == 1) {
+    float v = 0;
+    Format::dequantize.scalar(std::span<const block>(&b, 1), std::span<float>(&v, 1));
+    return std::isfinite(v);
+  } else {
+    auto finite = [](const auto& s) {
+      if constexpr (std::is_same_v<std::decay_t<decltype(s)>, f16>) {
+        return (s.bits & 0x7c00u) != 0x7c00u;
+      } else {
+        return std::isfinite(s);
+      }
+    };
+    bool ok = true;
+    if constexpr (requires { b.d; }) ok = finite(b.d);
+    if constexpr (requires { b.dmin; }) ok = ok && finite(b.dmin);
+    return ok;
+  }
 }
 
 /// Checks sizes, weights and finiteness, then runs Format's quantizer at the active level.

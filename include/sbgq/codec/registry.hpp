@@ -37,6 +37,9 @@ using quantize_row_fn = void (*)(simd_level level, const float* src, std::byte* 
                                  const float* weights);
 /// Decodes n / block_values blocks at src (any alignment) into n floats.
 using dequantize_row_fn = void (*)(simd_level level, const std::byte* src, float* dst, std::size_t n);
+/// The index of the first of n_blocks blocks at src that ggml_validate_row_data refuses
+/// (format.hpp block_finite), or n_blocks when all are valid.
+using first_invalid_fn = std::size_t (*)(const std::byte* src, std::size_t n_blocks);
 
 /// What sbgq knows about writing and reading one ggml_type.
 struct codec_traits {
@@ -47,6 +50,7 @@ struct codec_traits {
   bool uses_weights = false;      ///< quantization consumes importance weights
   quantize_row_fn quantize_row = nullptr;
   dequantize_row_fn dequantize_row = nullptr;
+  first_invalid_fn first_invalid = nullptr;
   /// Fixed-grid operations (grid.hpp), or null for the formats without a grid.
   const detail::codec::grid_ops* grid = nullptr;
 
@@ -70,6 +74,15 @@ void erased_dequantize(simd_level level, const std::byte* src, float* dst, std::
   SBGQ_DASSERT(n % block::values == 0);
   Format::dequantize.at(level)(std::span<const block>(reinterpret_cast<const block*>(src), n / block::values),
                                std::span<float>(dst, n));
+}
+
+template <class Format>
+std::size_t erased_first_invalid(const std::byte* src, std::size_t n_blocks) {
+  using block = typename Format::block;
+  const auto* b = reinterpret_cast<const block*>(src);  // alignment 1 (blocks.hpp)
+  for (std::size_t i = 0; i < n_blocks; ++i)
+    if (!block_finite<Format>(b[i])) return i;
+  return n_blocks;
 }
 
 template <class Format>
@@ -99,6 +112,7 @@ constexpr codec_traits make_codec() noexcept {
                       Format::uses_weights,
                       &erased_quantize<Format>,
                       &erased_dequantize<Format>,
+                      &erased_first_invalid<Format>,
                       grid_ops_of<Format>()};
 }
 

@@ -129,6 +129,18 @@ inline result<void> dequantize_rows(ggml_type type, std::span<const std::byte> s
   return {};
 }
 
+/// ggml_validate_row_data for the types sbgq codes: the index of the first block of `data`
+/// (of the element, for F32/F16/BF16) with a non-finite fp16 scale or value, or
+/// `no_invalid_block` when all are valid (and for types sbgq has no codec for).
+inline constexpr std::size_t no_invalid_block = std::numeric_limits<std::size_t>::max();
+inline std::size_t first_invalid_block(ggml_type type, std::span<const std::byte> data) noexcept {
+  const codec_traits* c = find_codec(type);
+  if (!c) return no_invalid_block;
+  const std::size_t n = data.size() / c->block_bytes;
+  const std::size_t at = c->first_invalid(data.data(), n);
+  return at == n ? no_invalid_block : at;
+}
+
 /// Importance-weighted squared error of encoded rows and weighted squared norm of their
 /// source: error = sum_r sum_j w_j (dq_rj - x_rj)^2, norm = sum_r sum_j w_j x_rj^2, in f64,
 /// rows in order (w: one weight per column, or empty for all ones).

@@ -72,13 +72,38 @@ namespace detail::engine {
 /// Running sums of one tensor's encoding (blocks of a streamed tensor add up).
 struct encode_sums {
   double err_plain = 0, err = 0, norm = 0;
+  bool measured = false;  ///< the errors were computed (encode_options::measure)
 };
 
-/// Encodes rows x cols values at type t into `out`; see gguf_sink::write.
+/// Where an encoded block lies, for messages: the tensor and its first row in this call.
+struct encode_place {
+  const std::string& name;
+  std::size_t row0 = 0;
+  bool partial = false;  ///< a block of a streamed tensor (errors say which rows)
+  std::string who() const { return "tensor '" + name + "'" + (partial ? ", rows from " + std::to_string(row0) : ""); }
+};
+
+/// ggml_validate_row_data on encoded rows: a non-finite fp16 scale (an input so large its
+/// scale overflows) is refused, as llama.cpp refuses to write it.
+inline result<void> check_encoded(ggml_type t, std::span<const std::byte> bytes, std::size_t cols, const encode_place& at,
+                                  const char* component) {
+  const std::size_t bad = first_invalid_block(t, bytes);
+  if (bad == no_invalid_block) return {};
+  const std::size_t per_block = is_quantized(t) ? block_size(t) : 1;
+  const std::size_t row = bad * per_block / cols, blocks_per_row = cols / per_block;
+  return error(error_code::not_finite, component,
+               "tensor '" + at.name + "' -> " + std::string(type_name(t)) + ": block " +
+                   std::to_string(at.row0 * blocks_per_row + bad) + " (row " + std::to_string(at.row0 + row) +
+                   ") has a non-finite scale or value; quantized data validation failed");
+}
+
+/// Encodes rows x cols values at type t into `out` (then checked as llama.cpp checks rows
+/// before writing them); see gguf_sink::write.
 inline result<void> encode_rows(ggml_type t, const float* v, std::size_t rows, std::size_t cols, std::span<const float> im,
                                 const Eigen::MatrixXd* h, const encode_options& o, std::vector<std::byte>& out,
                                 std::vector<std::byte>& plain, encode_sums& sums, tensor_record& rec,
-                                const std::string& who) {
+                                const encode_place& at, const char* component) {
+  const std::string who = at.who();
   if (t == ggml_type::f32) {
     for (std::size_t r = 0; r < rows; ++r)
       SBGQ_TRY_VOID(in_context(detail::codec::check_finite("f32", std::span<const float>(v + r * cols, cols), r, "the weights"),
@@ -89,16 +114,18 @@ inline result<void> encode_rows(ggml_type t, const float* v, std::size_t rows, s
   }
   const codec_traits* ct = find_codec(t);
   if (!ct || !ct->quantize_row)
-    return error(error_code::unsupported, "pipeline", who + ": no codec for " + std::string(type_name(t)));
+    return error(error_code::unsupported, component, who + ": no codec for " + std::string(type_name(t)));
   out.resize(rows * ct->row_bytes(cols));
-  SBGQ_TRY_VOID(in_context(quantize_rows(t, v, rows, cols, im.empty() ? nullptr : im.data(), out, o.n_threads), who));
-  if (!is_quantized(t) || !o.measure) return {};
+  SBGQ_TRY_VOID(in_context(quantize_rows(t, v, rows, cols, im.empty() ? nullptr : im.data(), out, o.n_threads),
+                           who + " -> " + std::string(type_name(t))));
+  if (!is_quantized(t) || !o.measure) return check_encoded(t, out, cols, at, component);
   SBGQ_TRY(const weighted_sums plain_sums, weighted_row_error(t, v, out, rows, cols, im));
+  sums.measured = true;
   sums.err_plain += plain_sums.error;
   sums.norm += plain_sums.norm;
   if (!(h && o.rounding == rounding_mode::gptq && gptq_supported(t))) {
     sums.err += plain_sums.error;
-    return {};
+    return check_encoded(t, out, cols, at, component);
   }
   plain.swap(out);
   out.resize(plain.size());
@@ -115,7 +142,7 @@ inline result<void> encode_rows(ggml_type t, const float* v, std::size_t rows, s
   sums.err += gptq_sums.error;
   rec.objective_plain = g->objective_plain;
   rec.objective = g->objective;
-  return {};
+  return check_encoded(t, out, cols, at, component);
 }
 
 }  // namespace detail::engine
@@ -124,9 +151,10 @@ inline result<void> encode_rows(ggml_type t, const float* v, std::size_t rows, s
 class gguf_sink {
  public:
   /// Creates the output's temporary file (nothing is visible at `path` until finish()).
-  static result<gguf_sink> create(const std::string& path) {
+  /// `component` names the driver in the sink's errors ("pipeline", "quantize", ...).
+  static result<gguf_sink> create(const std::string& path, const char* component = "pipeline") {
     SBGQ_TRY(gguf_writer w, gguf_writer::create(path));
-    return gguf_sink(std::move(w), path);
+    return gguf_sink(std::move(w), path, component);
   }
 
   /// For metadata, before declare().
@@ -135,7 +163,7 @@ class gguf_sink {
   /// Declares every tensor of the plan at its type (types[i] for plan[i]).
   result<void> declare(const std::vector<tensor_plan>& plan, const std::vector<ggml_type>& types) {
     if (plan.size() != types.size())
-      return error(error_code::internal, "pipeline", "one type per planned tensor expected");
+      return error(error_code::internal, component_, "one type per planned tensor expected");
     plan_ = plan;
     types_ = types;
     for (std::size_t i = 0; i < plan.size(); ++i) SBGQ_TRY_VOID(w_.add_tensor(plan[i].gguf_name, types[i], plan[i].ne));
@@ -150,29 +178,59 @@ class gguf_sink {
     detail::engine::encode_sums sums;
     const ggml_type t = types_[i];
     SBGQ_TRY_VOID(detail::engine::encode_rows(t, v, rows, cols, t == ggml_type::f32 ? std::span<const float>{} : im, h, o,
-                                              buf_, plain_, sums, rec, "tensor '" + rec.name + "'"));
+                                              buf_, plain_, sums, rec, {rec.name}, component_));
     SBGQ_TRY_VOID(w_.write_tensor_chunk(i, std::span<const std::byte>(buf_)));
     end(std::move(rec), sums, buf_.size());
     return {};
   }
 
   /// Encodes and writes plan entry i read from `src` in blocks of rows (plain rounding).
-  result<void> stream(tensor_source& src, std::size_t i, std::span<const float> im, const encode_options& o) {
+  /// `im`: empty, ne[0] importance weights, or ne[0] x ne[2] (one slice per matrix of a 3-D
+  /// tensor of stacked experts, as llama-imatrix collects them).
+  result<void> stream(row_source& src, std::size_t i, std::span<const float> im, const encode_options& o) {
     const tensor_plan& e = plan_[i];
     tensor_record rec = begin(i, im);
     detail::engine::encode_sums sums;
     const auto rows = static_cast<std::size_t>(e.rows()), cols = static_cast<std::size_t>(e.ne[0]);
-    const std::size_t block = std::max<std::size_t>(1, (std::size_t{1} << 22) / cols);  // ~16 MB of f32
+    const std::size_t per_matrix = e.ne.size() > 1 ? static_cast<std::size_t>(e.ne[1]) : rows;
+    const std::size_t n_slices = e.ne.size() > 2 ? static_cast<std::size_t>(e.ne[2]) : 1;
+    if (!im.empty() && im.size() != cols && im.size() != cols * n_slices)
+      return error(error_code::size_mismatch, component_,
+                   "tensor '" + rec.name + "': " + std::to_string(im.size()) + " importance weights, expected " +
+                       std::to_string(cols) + (n_slices > 1 ? " or " + std::to_string(cols * n_slices) : ""));
+    const std::size_t block = std::max<std::size_t>(1, (std::size_t{1} << 22) / std::max<std::size_t>(cols, 1));  // ~16 MB
     std::uint64_t bytes = 0;
-    for (std::size_t r0 = 0; r0 < rows; r0 += block) {
-      const std::size_t r1 = std::min(rows, r0 + block);
-      SBGQ_TRY_VOID(src.rows(e, r0, r1, vals_));
-      const std::string who = "tensor '" + rec.name + "'" + (rows > block ? ", rows from " + std::to_string(r0) : "");
-      SBGQ_TRY_VOID(detail::engine::encode_rows(types_[i], vals_.data(), r1 - r0, cols, im, nullptr, o, buf_, plain_, sums, rec, who));
-      SBGQ_TRY_VOID(w_.write_tensor_chunk(i, std::span<const std::byte>(buf_)));
-      bytes += buf_.size();
+    for (std::size_t m0 = 0; m0 < rows; m0 += per_matrix) {  // matrices (one for a 2-D tensor)
+      const std::size_t slice = (m0 / per_matrix) % n_slices;
+      const std::span<const float> w = im.size() > cols ? im.subspan(slice * cols, cols) : im;
+      const std::size_t m1 = std::min(rows, m0 + per_matrix);
+      for (std::size_t r0 = m0; r0 < m1; r0 += block) {
+        const std::size_t r1 = std::min(m1, r0 + block);
+        SBGQ_TRY_VOID(src.rows(e, r0, r1, vals_));
+        const detail::engine::encode_place at{rec.name, r0, rows > r1 - r0};
+        SBGQ_TRY_VOID(
+            detail::engine::encode_rows(types_[i], vals_.data(), r1 - r0, cols, w, nullptr, o, buf_, plain_, sums, rec, at, component_));
+        SBGQ_TRY_VOID(w_.write_tensor_chunk(i, std::span<const std::byte>(buf_)));
+        bytes += buf_.size();
+      }
     }
     end(std::move(rec), sums, bytes);
+    return {};
+  }
+
+  /// Writes plan entry i as the stored bytes of a tensor kept at its type `t` (declared with
+  /// it), after the check llama.cpp makes of rows it writes: a NaN in a norm would poison
+  /// every output.
+  result<void> copy(std::size_t i, ggml_type t, std::span<const std::byte> data) {
+    if (t != types_[i])
+      return error(error_code::internal, component_, "tensor '" + plan_[i].gguf_name + "' declared at another type");
+    if (const std::size_t bad = first_invalid_block(t, data); bad != no_invalid_block)
+      return error(error_code::not_finite, component_,
+                   "tensor '" + plan_[i].gguf_name + "' (kept as " + std::string(type_name(t)) + "): " +
+                       (is_quantized(t) ? "block " : "value ") + std::to_string(bad) + " is not finite in the input");
+    tensor_record rec = begin(i, {});
+    SBGQ_TRY_VOID(w_.write_tensor_chunk(i, data));
+    end(std::move(rec), {}, data.size());
     return {};
   }
 
@@ -189,7 +247,8 @@ class gguf_sink {
   std::uint64_t bytes() const noexcept { return bytes_; }
 
  private:
-  gguf_sink(gguf_writer w, std::string path) : w_(std::move(w)), path_(std::move(path)) {}
+  gguf_sink(gguf_writer w, std::string path, const char* component)
+      : w_(std::move(w)), path_(std::move(path)), component_(component) {}
   tensor_record begin(std::size_t i, std::span<const float> im) const {
     tensor_record rec;
     rec.name = plan_[i].gguf_name;
@@ -200,7 +259,7 @@ class gguf_sink {
   }
   void end(tensor_record rec, const detail::engine::encode_sums& s, std::uint64_t bytes) {
     rec.bytes = bytes;
-    if (is_quantized(rec.type)) {
+    if (is_quantized(rec.type) && s.measured) {
       rec.rel_error_plain = s.norm > 0 ? s.err_plain / s.norm : 0.0;
       rec.rel_error = s.norm > 0 ? s.err / s.norm : 0.0;
     }
@@ -211,6 +270,7 @@ class gguf_sink {
 
   gguf_writer w_;
   std::string path_;
+  const char* component_;
   std::vector<tensor_plan> plan_;
   std::vector<ggml_type> types_;
   std::vector<tensor_record> records_;

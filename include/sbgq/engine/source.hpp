@@ -8,7 +8,9 @@
 //   rot->rows(*rot->find("token_embd.weight"), 0, 128, buf);  // the rotated embedding's first rows
 //   rot->layers().load_layer(3);                              // layer 3, rotated
 //
-// Two ways in, matching the two shapes of work:
+// The interface is layered: a row_source (plan + rows, what a GGUF file offers the
+// quantizer, gguf_source.hpp) and a tensor_source (a model: + the forward pass's layers).
+// Two ways into a model, matching the two shapes of work:
 //   - rows(): any tensor outside the decoder layers (token_embd, output_norm, output, MTP)
 //     in blocks of rows, so a 9B embedding (4 GB in f32) is never whole in memory;
 //   - layers(): the forward pass's weight_provider of the same model, a layer at a time,
@@ -37,19 +39,18 @@
 
 SBGQ_BEGIN_NAMESPACE
 
-/// A model as the engine reads it (see the file comment).
-class tensor_source {
+/// Tensors as the engine reads them: a plan (the GGUF tensors, in the source's order) and
+/// their values as f32 rows on demand. A GGUF file (gguf_source.hpp) is one; a model the
+/// forward pass can run is a tensor_source.
+class row_source {
  public:
-  virtual ~tensor_source() = default;
-  /// The GGUF tensors to write, in file order.
+  virtual ~row_source() = default;
+  /// The GGUF tensors, in file order.
   virtual const std::vector<tensor_plan>& plan() const = 0;
-  /// Rows [r0, r1) of plan entry `e` (a tensor outside the decoder layers), f32,
-  /// row-major with ne[0] values per row, into `out` (resized). Rows must be asked for in
-  /// increasing order within a tensor (sources may release what lies behind).
+  /// Rows [r0, r1) of plan entry `e` (rows = the product of ne[1..]), f32, row-major with
+  /// ne[0] values per row, into `out` (resized). Rows must be asked for in increasing order
+  /// within a tensor (sources may release what lies behind).
   virtual result<void> rows(const tensor_plan& e, std::size_t r0, std::size_t r1, std::vector<float>& out) = 0;
-  /// The same model for the forward pass, layer by layer.
-  virtual weight_provider& layers() = 0;
-  virtual const qwen35_config& config() const = 0;
 
   /// The plan entry named `gguf_name`, or null.
   const tensor_plan* find(std::string_view gguf_name) const noexcept {
@@ -57,6 +58,16 @@ class tensor_source {
       if (e.gguf_name == gguf_name) return &e;
     return nullptr;
   }
+};
+
+/// A model as the engine reads it (see the file comment): rows() serves the tensors
+/// outside the decoder layers.
+class tensor_source : public row_source {
+ public:
+  /// The same model for the forward pass, layer by layer.
+  virtual weight_provider& layers() = 0;
+  virtual const qwen35_config& config() const = 0;
+
   /// A whole small tensor (a norm) as a vector.
   result<vector_f32> vector(std::string_view gguf_name) {
     const tensor_plan* e = find(gguf_name);

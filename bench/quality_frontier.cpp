@@ -11,7 +11,9 @@
 //   - llama.cpp's own Q4_K_M, Q5_K_M, IQ4_XS, Q3_K_M: llama_model_quantize on the F32
 //     file with the importance matrix of calib.txt (ctx 256) our forward pass collects;
 //   - our pipeline with recipes llama-q4_k_m, llama-iq4_xs, seed-iq4_xs and auto at
-//     several budgets, each with plain or gptq rounding, with or without rotation and gauge.
+//     several budgets, each with plain or gptq rounding, with or without rotation and gauge;
+//     "auto-kld@Q4_K_M" (@IQ4_XS): auto allocating by measured KL-divergence (gptq) at the
+//     bits per weight of llama.cpp's file of that name.
 // Output: a Markdown table on stdout, DIR/frontier.csv and DIR/frontier.svg (mean KLD
 // against bits per weight). Results and the command go to bench/RESULTS.md.
 #include <algorithm>
@@ -54,11 +56,14 @@ struct variant {
   std::string recipe;
   double target_bpw;
   bool rotate, gauge, gptq;
+  std::string size_of = {};  ///< auto by measured KLD at the size of this llama.cpp file ("Q4_K_M")
 };
 
 std::string variant_name(const variant& v) {
   std::string n = v.recipe;
-  if (v.recipe == "auto") {
+  if (v.recipe == "auto" && !v.size_of.empty()) {
+    n = "auto-kld@" + v.size_of;
+  } else if (v.recipe == "auto") {
     char b[32];
     std::snprintf(b, sizeof b, "auto@%.2f", v.target_bpw);
     n = b;
@@ -214,12 +219,22 @@ int main(int argc, char** argv) {
     for (bool rot : {false, true}) variants.push_back({r, 0, rot, true, false});
   for (double b : {4.5, 4.75, 5.0, 5.5})
     for (bool gptq : {false, true}) variants.push_back({"auto", b, false, false, gptq});
-  for (const auto& v : variants) {
+  for (const char* size_of : {"IQ4_XS", "Q4_K_M"}) variants.push_back({"auto", 0, false, false, true, size_of});
+  for (auto v : variants) {
     const std::string label = variant_name(v);
     if (!wanted(label)) continue;
+    if (!v.size_of.empty()) {  // the target: that llama.cpp file's bits per weight, made in this run
+      for (const auto& c : configs)
+        if (c.name == "llama.cpp " + v.size_of) v.target_bpw = c.bpw;
+      if (!(v.target_bpw > 0)) {
+        std::fprintf(stderr, "%s needs llama.cpp %s in the same run (--only)\n", label.c_str(), v.size_of.c_str());
+        return 2;
+      }
+    }
     sbgq::pipeline_options o;
     o.recipe = v.recipe;
     o.target_bpw = v.target_bpw;
+    if (!v.size_of.empty()) o.measure = sbgq::auto_measure::output_kld;
     o.calibration_text = calib;
     o.calibration_name = "calib.txt";
     o.ctx = ctx;

@@ -247,6 +247,7 @@ TEST_CASE("every recipe loads in libllama and stays close to the F32 model") {
     CAPTURE(label);
     auto o = base_options(v.recipe);
     o.target_bpw = v.bpw;
+    o.measure = sbgq::auto_measure::weight_error;  // measured KLD: test_sensitivity.cpp
     o.rotate = v.rotate ? sbgq::rotation_mode::hadamard : sbgq::rotation_mode::none;
     o.seed = 7;
     o.gauge = v.gauge;
@@ -397,6 +398,7 @@ TEST_CASE("auto meets its budget and a larger budget buys a smaller estimated er
     CAPTURE(bpw);
     auto o = base_options("auto");
     o.target_bpw = bpw;
+    o.measure = sbgq::auto_measure::weight_error;  // the estimated error this test sums
     sbgq::pipeline_report rep;
     run("auto-budget", o, &rep);
     CHECK(rep.bits_per_weight() <= bpw + 1e-6);

@@ -17,7 +17,7 @@ namespace sbgq::cli {
 
 int cmd_pipeline(parser& p, const words& w) {
   CLI::App& app = p.app();
-  std::string model, out, text, imatrix_path, report_path, rotate, gauge, rounding;
+  std::string model, out, text, imatrix_path, report_path, rotate, gauge, rounding, measure;
   pipeline_options o;
   app.add_option("-o,--output", out, "output GGUF file")->type_name("OUT.gguf");
   app.add_option("--recipe", o.recipe, "llama-<preset>, seed-iq4_xs, auto, or a JSON file (default llama-q4_k_m)")->type_name("NAME|FILE");
@@ -30,6 +30,9 @@ int cmd_pipeline(parser& p, const words& w) {
   app.add_option("--gauge", gauge, "none or exact")->check(CLI::IsMember({"none", "exact"}));
   app.add_option("--rounding", rounding, "plain or gptq (default gptq)")->check(CLI::IsMember({"plain", "gptq"}));
   app.add_option("--target-bpw", o.target_bpw, "bits per weight for the auto recipe")->check(CLI::Range(1.0001, 32.9999))->type_name("X");
+  app.add_option("--auto-measure", measure, "what auto allocates by: kld (each tensor's measured effect; default for models whose f32 weights fit 2 GiB) or weights")
+      ->check(CLI::IsMember({"kld", "weights"}));
+  add_count(app, "--sensitivity-chunks", o.sensitivity.chunks, 1, 1 << 20, "auto-measure kld: calibration chunks to measure on");
   app.add_flag_callback("--no-mtp", [&] { o.keep_mtp = false; }, "leave out the MTP block");
   app.add_option("--name", o.name, "general.name")->type_name("NAME");
   add_threads(app, o.n_threads);
@@ -40,6 +43,8 @@ int cmd_pipeline(parser& p, const words& w) {
   else if (rotate == "none") o.rotate = rotation_mode::none;
   if (gauge == "exact") o.gauge = true;
   else if (gauge == "none") o.gauge = false;
+  if (measure == "kld") o.measure = auto_measure::output_kld;
+  else if (measure == "weights") o.measure = auto_measure::weight_error;
   const bool rounding_given = !rounding.empty();
   if (rounding == "plain") o.rounding = rounding_mode::plain;
   else if (rounding == "gptq") o.rounding = rounding_mode::gptq;

@@ -68,10 +68,21 @@ SBGQ_BEGIN_NAMESPACE
 
 enum class rotation_mode : std::uint8_t { none, hadamard };
 
+/// What the "auto" recipe allocates bits by.
+enum class auto_measure : std::uint8_t {
+  automatic,     ///< output_kld when the model's f32 weights fit sensitivity_options::max_model_bytes, else weight_error
+  weight_error,  ///< importance-weighted weight error of plain rounding (engine/measure.hpp)
+  output_kld,    ///< measured KL-divergence of each tensor alone (engine/sensitivity.hpp)
+};
+
 /// Everything the pipeline can be told, in one place.
 struct pipeline_options {
   std::string recipe = "llama-q4_k_m";  ///< built-in name or JSON file (recipe.hpp)
   double target_bpw = 0;                ///< "auto": bits per weight of all tensor data
+  /// "auto": what it allocates by. Measured KL-divergence gave llama.cpp's Q5_K_M quality at
+  /// its Q4_K_M size on the tiny model (bench/RESULTS.md); it keeps the f32 model in memory.
+  auto_measure measure = auto_measure::automatic;
+  sensitivity_options sensitivity;      ///< with measure = output_kld: the token sample
   std::string calibration_text;         ///< text for the importance statistics
   std::string calibration_name = "calibration text";  ///< recorded as the imatrix dataset
   /// Instead of calibration text: a ready importance matrix (must match the transformed
@@ -303,7 +314,26 @@ inline result<pipeline_report> run_pipeline(const std::string& model_dir, const 
   // -- choose
   std::vector<ggml_type> types;
   if (rc.kind == recipe_kind::automatic) {
-    SBGQ_TRY(types, choose_auto_types(src, rc, opt.target_bpw, tokens, copt, report, rep.notes));
+    const auto f32_bytes = 4 * plan_n_params(plan);
+    const bool fits = f32_bytes <= opt.sensitivity.max_model_bytes;
+    if (opt.measure == auto_measure::output_kld && !fits)
+      return dp::fail(error_code::invalid_argument,
+                      "--auto-measure kld keeps the model's f32 weights in memory (" + std::to_string(f32_bytes >> 20) +
+                          " MiB, limit " + std::to_string(opt.sensitivity.max_model_bytes >> 20) +
+                          " MiB); use --auto-measure weights for a model of this size");
+    const bool by_output = opt.measure == auto_measure::output_kld || (opt.measure == auto_measure::automatic && fits);
+    if (opt.measure == auto_measure::automatic && !fits)
+      note("auto: the model is too large for measured KL-divergence (f32 weights " + std::to_string(f32_bytes >> 20) +
+           " MiB); allocating by importance-weighted weight error");
+    if (by_output) {
+      sensitivity_options so = opt.sensitivity;
+      so.ctx = opt.ctx;
+      so.n_threads = opt.n_threads;
+      const encode_options enc{opt.rounding, opt.gptq, opt.n_threads};
+      SBGQ_TRY(types, choose_auto_types_by_output(src, rc, opt.target_bpw, tokens, copt, enc, so, report, rep.notes));
+    } else {
+      SBGQ_TRY(types, choose_auto_types(src, rc, opt.target_bpw, tokens, copt, report, rep.notes));
+    }
   } else {
     const bool has_imatrix = have_text || (opt.importance && !opt.importance->entries.empty());
     SBGQ_TRY(types, dp::plan_types(rc, plan, dp::facts_of(m.cfg, m.n_mtp()), has_imatrix));

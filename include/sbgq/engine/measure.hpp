@@ -7,7 +7,9 @@
 // its imatrix from a calibration pass; the LM head on 512 sampled rows, weighed by the
 // final-normed hidden states' mean squares (its statistics, without running the head);
 // token_embd and MTP tensors keep fixed types (the recipe's auto_token_embd; q8_0).
-// Non-goals: measuring the effect on the model's output (issue: allocation).
+// choose_auto_types_by_output measures instead what the allocation needs: the mean
+// KL-divergence each tensor alone causes at each candidate type, under the rounding that
+// will be used (engine/sensitivity.hpp), token_embd and the head included.
 #pragma once
 
 #include <Eigen/Dense>
@@ -30,6 +32,8 @@
 #include "../quant/quant_policy.hpp"
 #include "../quant/recipe.hpp"
 #include "calibration.hpp"
+#include "sensitivity.hpp"
+#include "sink.hpp"
 #include "source.hpp"
 
 SBGQ_BEGIN_NAMESPACE
@@ -83,6 +87,29 @@ inline std::vector<float> weights_of(const imatrix* im, const std::string& name)
   return im->weights(name);
 }
 
+/// The measuring loop: each layer of `src` read and calibrated in turn, then fn(i, l, w,
+/// tensor) for each quantizable plan entry i of the layer (w: the layer's weights, which fn
+/// may change and must restore), then the layer's X^T X dropped.
+template <class Fn>
+result<void> for_each_layer_tensor(tensor_source& src, calibration_session& session, progress_reporter& report, Fn&& fn) {
+  const auto& plan = src.plan();
+  const int n_layers = static_cast<int>(src.config().num_hidden_layers);
+  for (int l = 0; l < n_layers; ++l) {
+    report(progress_event::at(progress_stage::measure, 0.3 * l / n_layers).in_layer(l, n_layers));
+    SBGQ_TRY(layer_weights w, src.layers().load_layer(l));
+    SBGQ_TRY_VOID(session.run_layer(l, w));
+    for (std::size_t i = 0; i < plan.size(); ++i) {
+      const tensor_plan& e = plan[i];
+      if (e.layer != l || e.is_mtp || !is_quantizable_tensor(e.desc())) continue;
+      const auto ref = layer_tensor(w, e.gguf_name);
+      if (!ref) return fail(error_code::internal, "no layer field for " + e.gguf_name);
+      SBGQ_TRY_VOID(fn(i, l, w, *ref));
+    }
+    session.clear_xtx();
+  }
+  return {};
+}
+
 /// The measurements of one run: candidates per tensor, fixed types, the bits they take.
 class cost_table {
  public:
@@ -93,12 +120,7 @@ class cost_table {
   /// `scale_rows` rows); with no candidate dividing the row, a fixed fallback type.
   result<void> measure(std::size_t i, const float* w, std::size_t rows, std::size_t cols, std::span<const float> im,
                        std::size_t scale_rows = 0) {
-    std::vector<ggml_type> cand;
-    for (ggml_type t : rc_.candidates)
-      if (cols % static_cast<std::size_t>(block_size(t)) == 0) cand.push_back(t);
-    std::sort(cand.begin(), cand.end(), [](ggml_type a, ggml_type b) {
-      return type_size(a) * 1.0 / block_size(a) < type_size(b) * 1.0 / block_size(b);
-    });
+    const std::vector<ggml_type> cand = candidates(cols);
     if (cand.empty()) return fix(i, ggml_type::q8_0);
     tensor_cost tc;
     tc.n_elements = static_cast<std::uint64_t>(rows) * cols;
@@ -114,6 +136,21 @@ class cost_table {
     cost_of_[i] = costs_.size();
     costs_.push_back(std::move(tc));
     return {};
+  }
+  /// The recipe's candidate types a row of `cols` values can take, cheapest first.
+  std::vector<ggml_type> candidates(std::size_t cols) const {
+    std::vector<ggml_type> cand;
+    for (ggml_type t : rc_.candidates)
+      if (cols % static_cast<std::size_t>(block_size(t)) == 0) cand.push_back(t);
+    std::sort(cand.begin(), cand.end(), [](ggml_type a, ggml_type b) {
+      return type_size(a) * 1.0 / block_size(a) < type_size(b) * 1.0 / block_size(b);
+    });
+    return cand;
+  }
+  /// Plan entry i with costs measured by the caller (types cheapest first, one cost each).
+  void set(std::size_t i, tensor_cost tc) {
+    cost_of_[i] = costs_.size();
+    costs_.push_back(std::move(tc));
   }
   /// Plan entry i at a fixed type (its shape fallback).
   result<void> fix(std::size_t i, ggml_type t) {
@@ -174,20 +211,9 @@ inline result<std::vector<ggml_type>> choose_auto_types(tensor_source& src, cons
   const qwen35_config& cfg = src.config();
   dm::cost_table costs(rc, plan, copt.n_threads);
   SBGQ_TRY(std::unique_ptr<calibration_session> session, calibration_session::start(cfg, src.layers(), tokens, copt));
-  const int n_layers = static_cast<int>(cfg.num_hidden_layers);
-  for (int l = 0; l < n_layers; ++l) {
-    report(progress_event::at(progress_stage::measure, 0.3 * l / n_layers).in_layer(l, n_layers));
-    SBGQ_TRY(layer_weights w, src.layers().load_layer(l));
-    SBGQ_TRY_VOID(session->run_layer(l, w));
-    for (std::size_t i = 0; i < plan.size(); ++i) {
-      const tensor_plan& e = plan[i];
-      if (e.layer != l || e.is_mtp || !is_quantizable_tensor(e.desc())) continue;
-      const auto ref = layer_tensor(w, e.gguf_name);
-      if (!ref) return dm::fail(error_code::internal, "no layer field for " + e.gguf_name);
-      SBGQ_TRY_VOID(costs.measure(i, ref->data, ref->rows, ref->cols, dm::weights_of(&session->stats(), e.gguf_name)));
-    }
-    session->clear_xtx();
-  }
+  SBGQ_TRY_VOID(dm::for_each_layer_tensor(src, *session, report, [&](std::size_t i, int, layer_weights&, layer_tensor_ref ref) {
+    return costs.measure(i, ref.data, ref.rows, ref.cols, dm::weights_of(&session->stats(), plan[i].gguf_name));
+  }));
   // Globals and MTP: the head weighed by the final-norm statistics, from a sample of rows;
   // token_embd and MTP at fixed types.
   SBGQ_TRY(const vector_f32 gain, src.vector("output_norm.weight"));
@@ -214,6 +240,79 @@ inline result<std::vector<ggml_type>> choose_auto_types(tensor_source& src, cons
   }
   for (std::size_t i = 0; i < plan.size(); ++i)
     if (plan[i].layer >= 0 && !plan[i].is_mtp && !is_quantizable_tensor(plan[i].desc())) costs.keep(i);
+  return costs.choose(target_bpw, notes);
+}
+
+/// Like choose_auto_types, but the cost of each candidate type of each quantizable tensor
+/// (layer matrices, the head and token_embd; MTP tensors stay Q8_0) is the mean
+/// KL-divergence of the model with only that tensor quantized at that type -- encoded with
+/// `enc` (gptq with the calibration's X^T X for layer matrices; plain for the globals) --
+/// against the unquantized model, on the sample `so` of the calibration tokens. The
+/// allocation then minimises the summed effect under the budget (the effects add up:
+/// bench/RESULTS.md, "Error budget"). Errors: as choose_auto_types, and those of the
+/// sensitivity pass.
+inline result<std::vector<ggml_type>> choose_auto_types_by_output(tensor_source& src, const recipe& rc, double target_bpw,
+                                                                  std::span<const std::int32_t> tokens,
+                                                                  calibration_options copt, const encode_options& enc,
+                                                                  const sensitivity_options& so, progress_reporter& report,
+                                                                  std::vector<std::string>& notes) {
+  namespace dm = detail::measure;
+  if (!(target_bpw > 0)) return dm::fail(error_code::invalid_argument, "recipe 'auto' needs a target bits per weight (--target-bpw)");
+  const auto& plan = src.plan();
+  const qwen35_config& cfg = src.config();
+  dm::cost_table costs(rc, plan, copt.n_threads);
+  copt.collect_xtx = enc.rounding == rounding_mode::gptq;
+  SBGQ_TRY(std::unique_ptr<calibration_session> session, calibration_session::start(cfg, src.layers(), tokens, copt));
+  SBGQ_TRY(std::unique_ptr<output_sensitivity> sens, output_sensitivity::start(cfg, src.layers(), tokens, so));
+  // Each candidate of one tensor: encoded and decoded in place, measured, then restored.
+  auto measure = [&](std::size_t i, float* data, std::size_t rows, std::size_t cols, std::span<const float> im,
+                     const Eigen::MatrixXd* h, const auto& kld) -> result<void> {
+    const std::vector<ggml_type> cand = costs.candidates(cols);
+    if (cand.empty()) return costs.fix(i, ggml_type::q8_0);
+    const std::vector<float> saved(data, data + rows * cols);
+    tensor_cost tc;
+    tc.n_elements = static_cast<std::uint64_t>(rows) * cols;
+    for (ggml_type t : cand) {
+      std::copy(saved.begin(), saved.end(), data);
+      SBGQ_TRY_VOID(encode_decode(t, plan[i].gguf_name, data, rows, cols, im, h, enc));
+      SBGQ_TRY(const double d, kld());
+      tc.types.push_back(t);
+      tc.error.push_back(d);
+    }
+    std::copy(saved.begin(), saved.end(), data);
+    costs.set(i, std::move(tc));
+    return {};
+  };
+  SBGQ_TRY_VOID(dm::for_each_layer_tensor(src, *session, report, [&](std::size_t i, int l, layer_weights& w, layer_tensor_ref ref) {
+    const Eigen::MatrixXd* h = nullptr;
+    if (copt.collect_xtx)
+      if (auto it = session->xtx().find(input_space_of(plan[i].gguf_name)); it != session->xtx().end()) h = &it->second;
+    const auto im = dm::weights_of(&session->stats(), plan[i].gguf_name);
+    return measure(i, ref.data, ref.rows, ref.cols, im, h, [&] { return sens->kld_with_layer(l, w); });
+  }));
+  // The globals, encoded as the sink writes them: plain rounding without statistics.
+  global_weights g = sens->globals();
+  for (std::size_t i = 0; i < plan.size(); ++i) {
+    const tensor_plan& e = plan[i];
+    if (e.layer >= 0 && !e.is_mtp) continue;
+    if (!is_quantizable_tensor(e.desc())) {
+      costs.keep(i);
+      continue;
+    }
+    const bool head = e.gguf_name == "output.weight", embd = e.gguf_name == "token_embd.weight";
+    if (!(head && g.output.size() != 0) && !embd) {
+      SBGQ_TRY_VOID(costs.fix(i, ggml_type::q8_0));
+      continue;
+    }
+    report(progress_event::at(progress_stage::measure, 0.3).on(e.gguf_name));
+    matrix_f32& m = head ? g.output : g.token_embd;
+    SBGQ_TRY_VOID(measure(i, m.data(), static_cast<std::size_t>(m.rows()), static_cast<std::size_t>(m.cols()), {}, nullptr,
+                          [&] { return sens->kld_with_globals(g, embd); }));
+  }
+  for (std::size_t i = 0; i < plan.size(); ++i)
+    if (plan[i].layer >= 0 && !plan[i].is_mtp && !is_quantizable_tensor(plan[i].desc())) costs.keep(i);
+  notes.push_back("auto: costs are the measured mean KL-divergence of each tensor alone, on " +
+                  std::to_string(sens->n_tokens()) + " calibration tokens");
   return costs.choose(target_bpw, notes);
 }
 

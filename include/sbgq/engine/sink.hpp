@@ -147,6 +147,20 @@ inline result<void> encode_rows(ggml_type t, const float* v, std::size_t rows, s
 
 }  // namespace detail::engine
 
+/// The rows x cols values `v` of tensor `name`, in place, as they read back after encoding at type t with
+/// the options o (importance `im`, X^T X `h` for gptq): what the tensor becomes in the
+/// file, for measuring its effect (engine/sensitivity.hpp). Errors: those of encoding.
+inline result<void> encode_decode(ggml_type t, const std::string& name, float* v, std::size_t rows, std::size_t cols,
+                                  std::span<const float> im, const Eigen::MatrixXd* h, encode_options o) {
+  if (t == ggml_type::f32) return {};
+  o.measure = true;  // (gptq starts from the measured plain rounding)
+  std::vector<std::byte> out, plain;
+  detail::engine::encode_sums sums;
+  tensor_record rec;
+  SBGQ_TRY_VOID(detail::engine::encode_rows(t, v, rows, cols, im, h, o, out, plain, sums, rec, {name}, "sensitivity"));
+  return dequantize_rows(t, out, rows, cols, std::span<float>(v, rows * cols), o.n_threads);
+}
+
 /// A GGUF file being written by the engine (see the file comment). Movable.
 class gguf_sink {
  public:

@@ -1,0 +1,170 @@
+// Output sensitivity (engine/sensitivity.hpp) against an independent computation: the
+// whole forward pass run again from the embedding with a provider that hands out the changed
+// layer, and the KL-divergence of its logits against the unchanged model's computed here in
+// f64 from both softmaxes. Also: unchanged weights measure (almost) zero, a coarser type
+// measures more, and the pipeline's "auto" by measured KL-divergence stays in its budget
+// and gives token_embd and the head types of their own.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <sbgq/engine/sensitivity.hpp>
+#include <sbgq/engine/sink.hpp>
+#include <sbgq/model/tokenizer.hpp>
+#include <sbgq/model/weights.hpp>
+#include <sbgq/pipeline.hpp>
+#include <string>
+#include <vector>
+
+namespace {
+
+const std::string model_dir = std::string(SBGQ_SHARED_DIR) + "/models/tiny-qwen35";
+
+std::string calib_text() {
+  std::ifstream f(std::string(SBGQ_SHARED_DIR) + "/data/calib.txt");
+  return std::string((std::istreambuf_iterator<char>(f)), {});
+}
+
+/// A provider that hands out `changed` for layer `l` and the base model otherwise.
+class swap_provider : public sbgq::weight_provider {
+ public:
+  swap_provider(sbgq::weight_provider& base, int l, sbgq::layer_weights changed) : base_(base), l_(l), w_(std::move(changed)) {}
+  sbgq::result<sbgq::global_weights> load_globals() override { return base_.load_globals(); }
+  sbgq::result<sbgq::layer_weights> load_layer(int l) override {
+    if (l == l_) return w_;
+    return base_.load_layer(l);
+  }
+
+ private:
+  sbgq::weight_provider& base_;
+  int l_;
+  sbgq::layer_weights w_;
+};
+
+/// Mean over rows of KL(softmax(a) || softmax(b)), all in f64.
+double reference_kld(const sbgq::matrix_f32& a, const sbgq::matrix_f32& b) {
+  double total = 0;
+  for (Eigen::Index r = 0; r < a.rows(); ++r) {
+    auto log_softmax = [&](const sbgq::matrix_f32& z) {
+      std::vector<double> v(static_cast<std::size_t>(z.cols()));
+      double mx = -1e300, s = 0;
+      for (Eigen::Index j = 0; j < z.cols(); ++j) mx = std::max(mx, static_cast<double>(z(r, j)));
+      for (Eigen::Index j = 0; j < z.cols(); ++j) s += std::exp(static_cast<double>(z(r, j)) - mx);
+      for (Eigen::Index j = 0; j < z.cols(); ++j) v[static_cast<std::size_t>(j)] = static_cast<double>(z(r, j)) - mx - std::log(s);
+      return v;
+    };
+    const auto p = log_softmax(a), q = log_softmax(b);
+    for (std::size_t j = 0; j < p.size(); ++j) total += std::exp(p[j]) * (p[j] - q[j]);
+  }
+  return total / static_cast<double>(a.rows());
+}
+
+}  // namespace
+
+TEST_CASE("output sensitivity equals the KL-divergence of a full forward pass with the changed layer") {
+  const auto cfg = sbgq::load_qwen35_config(model_dir).value();
+  const auto ckpt = sbgq::safetensors_checkpoint::open(model_dir).value();
+  const auto tok = sbgq::tokenizer::load(model_dir + "/tokenizer.json", 8192).value();
+  const auto ids = tok.encode(calib_text()).value();
+  sbgq::safetensors_weight_provider base(ckpt, cfg);
+  sbgq::sensitivity_options so;
+  so.ctx = 64;
+  so.chunks = 2;
+  so.n_threads = 2;
+  auto s = sbgq::output_sensitivity::start(cfg, base, ids, so);
+  REQUIRE_MESSAGE(s.has_value(), (s ? "" : s.error().message()));
+  CHECK((*s)->n_tokens() == 128);
+
+  const int l = 2;
+  sbgq::layer_weights w = base.load_layer(l).value();
+  {  // unchanged: exactly nothing
+    const double d = (*s)->kld_with_layer(l, w).value();
+    CHECK(d == 0.0);
+  }
+  const std::span<const std::int32_t> sample(ids.data(), 128);
+  const auto ref = sbgq::forward(cfg, base, sample, 2, nullptr, 2).value();
+  double prev = 0;
+  for (const auto t : {sbgq::ggml_type::q8_0, sbgq::ggml_type::q4_k, sbgq::ggml_type::q3_k}) {
+    CAPTURE(sbgq::type_name(t));
+    sbgq::layer_weights q = w;
+    sbgq::encode_options enc;
+    enc.rounding = sbgq::rounding_mode::plain;
+    enc.n_threads = 2;
+    REQUIRE(sbgq::encode_decode(t, "blk.2.ffn_down.weight", q.ffn_down.data(), static_cast<std::size_t>(q.ffn_down.rows()),
+                                static_cast<std::size_t>(q.ffn_down.cols()), {}, nullptr, enc)
+                .has_value());
+    const double d = (*s)->kld_with_layer(l, q).value();
+    swap_provider changed(base, l, q);
+    const auto z = sbgq::forward(cfg, changed, sample, 2, nullptr, 2).value();
+    const double want = reference_kld(ref, z);
+    MESSAGE(sbgq::type_name(t) << ": measured " << d << ", full pass " << want);
+    CHECK(want > 0);
+    CHECK(std::abs(d - want) <= 1e-3 * want);
+    CHECK(d > prev);  // coarser types move the output more
+    prev = d;
+  }
+  {  // the head: only the logits change
+    sbgq::global_weights g = (*s)->globals();
+    sbgq::encode_options enc;
+    enc.rounding = sbgq::rounding_mode::plain;
+    REQUIRE(sbgq::encode_decode(sbgq::ggml_type::q4_k, "output.weight", g.output.data(), static_cast<std::size_t>(g.output.rows()),
+                                static_cast<std::size_t>(g.output.cols()), {}, nullptr, enc)
+                .has_value());
+    const double d = (*s)->kld_with_globals(g, false).value();
+    CHECK(d > 0);
+    const double again = (*s)->kld_with_globals(g, true).value();  // the whole pass gives the same
+    CHECK(std::abs(d - again) <= 1e-6 * d);
+  }
+}
+
+TEST_CASE("measured KL-divergence refuses a model too large for it; automatic falls back with a note") {
+  const std::string out = std::string(SBGQ_TEST_TMP_DIR) + "/auto-too-large.gguf";
+  sbgq::pipeline_options o;
+  o.recipe = "auto";
+  o.target_bpw = 5.0;
+  o.calibration_text = calib_text();
+  o.ctx = 64;
+  o.chunks = 1;
+  o.keep_mtp = false;
+  o.n_threads = 2;
+  o.rounding = sbgq::rounding_mode::plain;
+  o.sensitivity.max_model_bytes = 1 << 20;  // the tiny model's f32 weights take ~45 MiB
+  o.measure = sbgq::auto_measure::output_kld;
+  auto r = sbgq::run_pipeline(model_dir, out, o);
+  REQUIRE_FALSE(r.has_value());
+  CHECK(r.error().code == sbgq::error_code::invalid_argument);
+  CHECK(r.error().message().find("use --auto-measure weights") != std::string::npos);
+  CHECK_FALSE(std::filesystem::exists(out));
+  o.measure = sbgq::auto_measure::automatic;
+  r = sbgq::run_pipeline(model_dir, out, o);
+  REQUIRE_MESSAGE(r.has_value(), (r ? "" : r.error().message()));
+  bool noted = false;
+  for (const auto& n : r->notes) noted = noted || n.find("allocating by importance-weighted weight error") != std::string::npos;
+  CHECK(noted);
+  std::filesystem::remove(out);
+}
+
+#if !defined(__SANITIZE_ADDRESS__)  // a few hundred forward passes: the release run covers it
+TEST_CASE("auto by measured KL-divergence stays inside its budget") {
+  const std::string out = std::string(SBGQ_TEST_TMP_DIR) + "/auto-kld.gguf";
+  sbgq::pipeline_options o;
+  o.recipe = "auto";
+  o.target_bpw = 5.0;
+  o.measure = sbgq::auto_measure::output_kld;
+  o.sensitivity.chunks = 1;
+  o.calibration_text = calib_text();
+  o.ctx = 64;
+  o.chunks = 4;
+  o.keep_mtp = false;
+  o.n_threads = 2;
+  auto r = sbgq::run_pipeline(model_dir, out, o);
+  REQUIRE_MESSAGE(r.has_value(), (r ? "" : r.error().message()));
+  CHECK(r->bits_per_weight() <= 5.0);
+  CHECK(r->bits_per_weight() > 4.8);
+  bool noted = false;
+  for (const auto& n : r->notes) noted = noted || n.find("measured mean KL-divergence") != std::string::npos;
+  CHECK(noted);
+  std::filesystem::remove(out);
+}
+#endif

@@ -46,7 +46,7 @@ struct encode_options {
   rounding_mode rounding = rounding_mode::plain;
   gptq_options gptq;  ///< with rounding = gptq (n_threads taken from here, below)
   int n_threads = 0;  ///< <= 0: all hardware threads
-  bool measure = true;  ///< compute the records' weighted errors (costs a decode per row)
+  bool measure = true;  ///< compute the records' weighted errors (costs a decode per row; gptq runs either way)
 };
 
 /// What happened to one tensor.
@@ -118,30 +118,34 @@ inline result<void> encode_rows(ggml_type t, const float* v, std::size_t rows, s
   out.resize(rows * ct->row_bytes(cols));
   SBGQ_TRY_VOID(in_context(quantize_rows(t, v, rows, cols, im.empty() ? nullptr : im.data(), out, o.n_threads),
                            who + " -> " + std::string(type_name(t))));
-  if (!is_quantized(t) || !o.measure) return check_encoded(t, out, cols, at, component);
-  SBGQ_TRY(const weighted_sums plain_sums, weighted_row_error(t, v, out, rows, cols, im));
-  sums.measured = true;
-  sums.err_plain += plain_sums.error;
-  sums.norm += plain_sums.norm;
-  if (!(h && o.rounding == rounding_mode::gptq && gptq_supported(t))) {
-    sums.err += plain_sums.error;
-    return check_encoded(t, out, cols, at, component);
+  const bool gptq = h && o.rounding == rounding_mode::gptq && is_quantized(t) && gptq_supported(t);
+  const bool measure = o.measure && is_quantized(t);
+  if (measure) {
+    SBGQ_TRY(const weighted_sums plain_sums, weighted_row_error(t, v, out, rows, cols, im));
+    sums.measured = true;
+    sums.err_plain += plain_sums.error;
+    sums.norm += plain_sums.norm;
+    if (!gptq) sums.err += plain_sums.error;
   }
-  plain.swap(out);
-  out.resize(plain.size());
-  gptq_options go = o.gptq;
-  go.n_threads = o.n_threads;
-  go.plain_bytes = plain;
-  auto g = gptq_quantize(t, v, rows, cols, *h, im, out, go);
-  if (!g) {
-    error e = std::move(g).error();
-    e.context = who + " (gptq): " + e.context;
-    return e;
+  if (gptq) {
+    plain.swap(out);
+    out.resize(plain.size());
+    gptq_options go = o.gptq;
+    go.n_threads = o.n_threads;
+    go.plain_bytes = plain;
+    auto g = gptq_quantize(t, v, rows, cols, *h, im, out, go);
+    if (!g) {
+      error e = std::move(g).error();
+      e.context = who + " (gptq): " + e.context;
+      return e;
+    }
+    rec.objective_plain = g->objective_plain;
+    rec.objective = g->objective;
+    if (measure) {
+      SBGQ_TRY(const weighted_sums gptq_sums, weighted_row_error(t, v, out, rows, cols, im));
+      sums.err += gptq_sums.error;
+    }
   }
-  SBGQ_TRY(const weighted_sums gptq_sums, weighted_row_error(t, v, out, rows, cols, im));
-  sums.err += gptq_sums.error;
-  rec.objective_plain = g->objective_plain;
-  rec.objective = g->objective;
   return check_encoded(t, out, cols, at, component);
 }
 
@@ -153,7 +157,7 @@ inline result<void> encode_rows(ggml_type t, const float* v, std::size_t rows, s
 inline result<void> encode_decode(ggml_type t, const std::string& name, float* v, std::size_t rows, std::size_t cols,
                                   std::span<const float> im, const Eigen::MatrixXd* h, encode_options o) {
   if (t == ggml_type::f32) return {};
-  o.measure = true;  // (gptq starts from the measured plain rounding)
+  o.measure = false;
   std::vector<std::byte> out, plain;
   detail::engine::encode_sums sums;
   tensor_record rec;

@@ -1,6 +1,6 @@
 // sbgq pipeline MODEL_DIR -o OUT.gguf [--recipe NAME|FILE] [-f calib.txt | --imatrix FILE]
 //   [--ctx N --chunks N] [--rotate none|hadamard] [--seed S] [--gauge none|exact]
-//   [--rounding plain|gptq] [--target-bpw X] [--threads N] [--report FILE]
+//   [--rounding plain|gptq] [--target-bpw X] [--auto-measure kld|weights] [--sensitivity-chunks N] [--threads N] [--report FILE]
 #include <filesystem>
 #include <optional>
 #include <string>

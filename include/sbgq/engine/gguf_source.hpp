@@ -42,9 +42,6 @@ class gguf_source : public row_source {
   const std::vector<tensor_plan>& plan() const override { return plan_; }
   const gguf_file& file() const noexcept { return f_; }
 
-  /// The stored tensor `e` (type and bytes), for a tensor written unchanged.
-  result<std::span<const std::byte>> bytes(const tensor_plan& e) const { return f_.tensor_data(e.gguf_name); }
-
   /// Errors: not_found (no such tensor), invalid_argument (rows out of range), and those of
   /// dequantize_rows (a stored type sbgq cannot decode), with the tensor's name.
   result<void> rows(const tensor_plan& e, std::size_t r0, std::size_t r1, std::vector<float>& out) override {

@@ -26,7 +26,7 @@ namespace {
 struct problem {
   std::size_t rows, cols;
   std::vector<float> w;
-  Eigen::MatrixXd h;
+  Eigen::MatrixXf h;
 };
 
 const problem& get_problem(std::size_t rows, std::size_t cols) {
@@ -45,7 +45,7 @@ const problem& get_problem(std::size_t rows, std::size_t cols) {
   p->h.resize(n, n);
   const double rho = 0.98;
   for (Eigen::Index j = 0; j < n; ++j)
-    for (Eigen::Index i = 0; i < n; ++i) p->h(i, j) = s(i) * s(j) * std::pow(rho, static_cast<double>(std::abs(i - j)));
+    for (Eigen::Index i = 0; i < n; ++i) p->h(i, j) = static_cast<float>(s(i) * s(j) * std::pow(rho, static_cast<double>(std::abs(i - j))));
   cache.push_back(std::move(p));
   return *cache.back();
 }

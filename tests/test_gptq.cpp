@@ -108,7 +108,8 @@ std::vector<std::byte> run_gptq(ggml_type t, const std::vector<float>& w, std::s
                                 const Eigen::MatrixXd& h, std::span<const float> imp, const sbgq::gptq_options& opt,
                                 sbgq::gptq_stats* st = nullptr) {
   std::vector<std::byte> q(rows * sbgq::row_size(t, cols));
-  auto r = sbgq::gptq_quantize(t, w.data(), rows, cols, h, imp, q, opt);
+  const Eigen::MatrixXf hf = h.cast<float>();  // gptq's H is f32, as calibration collects it
+  auto r = sbgq::gptq_quantize(t, w.data(), rows, cols, hf, imp, q, opt);
   REQUIRE_MESSAGE(r.has_value(), (r.has_value() ? std::string() : r.error().message()));
   if (st) *st = *r;
   return q;
@@ -149,8 +150,9 @@ TEST_CASE("objective below the plain imatrix rounding for every format; bytes de
       CHECK(std::memcmp(deq.data(), mine.data(), deq.size() * sizeof(float)) == 0);
       const double obj = dense_objective(deq, f.w, f.rows, f.cols, f.h);
       const double obj_plain = dense_objective(oracle_decode(t, plain, f.rows, f.cols), f.w, f.rows, f.cols, f.h);
-      CHECK(st.objective == doctest::Approx(obj).epsilon(1e-9));        // f64 sums in another order
-      CHECK(st.objective_plain == doctest::Approx(obj_plain).epsilon(1e-9));
+      // f32 products (linalg/gemm.hpp) with f64 sums against the dense f64 product.
+      CHECK(st.objective == doctest::Approx(obj).epsilon(1e-4));
+      CHECK(st.objective_plain == doctest::Approx(obj_plain).epsilon(1e-4));
       const double ratio = obj / obj_plain;
       MESSAGE(sbgq::type_name(t) << (refit ? " refit" : "      ") << ": objective " << obj << " vs plain " << obj_plain
                                  << " (" << 100.0 * (1.0 - ratio) << "% lower)");
@@ -206,15 +208,16 @@ TEST_CASE("only the lower triangle of H is read (calibrate.hpp's X^T X has a zer
         run_gptq(ggml_type::q4_k, f.w, f.rows, f.cols, f.h, {}, opt));
   std::vector<std::byte> q(f.rows * sbgq::row_size(ggml_type::q4_k, f.cols));
   REQUIRE(sbgq::quantize_rows(ggml_type::q4_k, f.w.data(), f.rows, f.cols, nullptr, q, 1).has_value());
-  const double full = *sbgq::quantization_objective(ggml_type::q4_k, q, f.w.data(), f.rows, f.cols, f.h);
-  CHECK(*sbgq::quantization_objective(ggml_type::q4_k, q, f.w.data(), f.rows, f.cols, lower) == full);
-  CHECK(full == doctest::Approx(dense_objective(oracle_decode(ggml_type::q4_k, q, f.rows, f.cols), f.w, f.rows, f.cols, f.h)).epsilon(1e-9));
+  const double full = *sbgq::quantization_objective(ggml_type::q4_k, q, f.w.data(), f.rows, f.cols, f.h.cast<float>());
+  CHECK(*sbgq::quantization_objective(ggml_type::q4_k, q, f.w.data(), f.rows, f.cols, lower.cast<float>()) == full);
+  // f32 products (linalg/gemm.hpp), f64 sums: agrees with the dense f64 product to f32 precision.
+  CHECK(full == doctest::Approx(dense_objective(oracle_decode(ggml_type::q4_k, q, f.rows, f.cols), f.w, f.rows, f.cols, f.h)).epsilon(1e-4));
 }
 
-TEST_CASE("bytes identical for 1, 2 and 3 threads") {
-  // 300 rows = three row chunks of 128 (the last partial); 768 columns = three
+TEST_CASE("bytes identical for 1, 2 and 3 threads and at every SIMD level") {
+  // 600 rows = three row chunks of 256 (the last partial); 768 columns = three
   // Cholesky panels (the trailing updates run in parallel tiles).
-  const std::size_t rows = 300, cols = 768;
+  const std::size_t rows = 600, cols = 768;
   const auto w = make_weights(rows, cols, 21);
   const auto h = make_h(cols, 1024, 22);
   for (ggml_type t : {ggml_type::q4_k, ggml_type::iq4_nl, ggml_type::q6_k}) {
@@ -229,6 +232,16 @@ TEST_CASE("bytes identical for 1, 2 and 3 threads") {
     CHECK(run_gptq(t, w, rows, cols, h, {}, opt) == q1);
     opt.n_threads = 3;
     CHECK(run_gptq(t, w, rows, cols, h, {}, opt) == q1);
+    // ... and at every SIMD level (the products are linalg/gemm.hpp's, the grids the
+    // codecs' bit-identical kernels).
+    for (auto level : {sbgq::simd_level::scalar, sbgq::simd_level::avx2, sbgq::simd_level::avx512}) {
+      if (level > sbgq::supported_simd_level()) continue;
+      CAPTURE(sbgq::simd_level_name(level));
+      sbgq::simd_override cap(level);
+      opt.n_threads = 2;
+      opt.refit_scales = true;
+      CHECK(run_gptq(t, w, rows, cols, h, {}, opt) == q1);
+    }
   }
 }
 
@@ -244,7 +257,7 @@ TEST_CASE("dead columns, lazy batch sizes and dampening retries") {
     const auto q = run_gptq(ggml_type::q4_k, f.w, f.rows, f.cols, h, {}, {}, &st);
     CHECK(st.dead_columns == 5);
     const double obj = dense_objective(oracle_decode(ggml_type::q4_k, q, f.rows, f.cols), f.w, f.rows, f.cols, h);
-    CHECK(st.objective == doctest::Approx(obj).epsilon(1e-9));
+    CHECK(st.objective == doctest::Approx(obj).epsilon(1e-4));
     CHECK(st.objective < 0.2 * st.objective_plain);
   }
   SUBCASE("the lazy batch size changes float rounding only") {
@@ -276,7 +289,7 @@ TEST_CASE("dead columns, lazy batch sizes and dampening retries") {
 TEST_CASE("errors") {
   const std::size_t rows = 2, cols = 256;
   std::vector<float> w = make_weights(rows, cols, 3);
-  Eigen::MatrixXd h = Eigen::MatrixXd::Identity(cols, cols);
+  Eigen::MatrixXf h = Eigen::MatrixXf::Identity(cols, cols);
   std::vector<std::byte> q(rows * sbgq::row_size(ggml_type::q4_k, cols));
   auto msg = [](const auto& r) { return r.has_value() ? std::string("ok") : r.error().message(); };
 
@@ -300,7 +313,7 @@ TEST_CASE("errors") {
   r = sbgq::gptq_quantize(ggml_type::q4_k, w.data(), rows, cols, h, imp, q);
   CHECK(msg(r) == "[sbgq.gptq.size_mismatch] importance has 10 values, expected one per column (256)");
 
-  r = sbgq::gptq_quantize(ggml_type::q4_k, w.data(), 4, 128, Eigen::MatrixXd::Identity(128, 128), {}, q);
+  r = sbgq::gptq_quantize(ggml_type::q4_k, w.data(), 4, 128, Eigen::MatrixXf::Identity(128, 128), {}, q);
   CHECK(r.error().code == sbgq::error_code::size_mismatch);  // 128 is not a multiple of 256
 
   auto wbad = w;
@@ -308,7 +321,7 @@ TEST_CASE("errors") {
   r = sbgq::gptq_quantize(ggml_type::q4_k, wbad.data(), rows, cols, h, {}, q);
   CHECK(msg(r) == "[sbgq.gptq.not_finite] q4_K: row 1 column 7 of the weights is nan");
 
-  Eigen::MatrixXd hbad = h;
+  Eigen::MatrixXf hbad = h;
   hbad(3, 4) = INFINITY;
   r = sbgq::gptq_quantize(ggml_type::q4_k, w.data(), rows, cols, hbad, {}, q);
   CHECK(msg(r) == "[sbgq.gptq.not_finite] H(3, 4) is inf");
@@ -323,7 +336,7 @@ TEST_CASE("errors") {
   r = sbgq::gptq_quantize(ggml_type::q4_k, w.data(), rows, cols, h, {}, q, opt);
   CHECK(r.error().code == sbgq::error_code::invalid_argument);
 
-  auto o = sbgq::quantization_objective(ggml_type::q4_k, q, w.data(), rows, cols, Eigen::MatrixXd::Identity(3, 3));
+  auto o = sbgq::quantization_objective(ggml_type::q4_k, q, w.data(), rows, cols, Eigen::MatrixXf::Identity(3, 3));
   CHECK(o.error().code == sbgq::error_code::size_mismatch);
 }
 

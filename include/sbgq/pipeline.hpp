@@ -232,7 +232,7 @@ class layer_stage {
     if (!ref) return fail(error_code::internal, "no layer field for " + e.gguf_name);
     const imatrix* stats = session_ ? &session_->stats() : opt_.importance;
     const auto im = types_[i] == ggml_type::f32 ? std::vector<float>{} : detail::measure::weights_of(stats, e.gguf_name);
-    const Eigen::MatrixXd* h = nullptr;
+    const Eigen::MatrixXf* h = nullptr;
     if (session_ && opt_.rounding == rounding_mode::gptq) {
       const auto it = session_->xtx().find(input_space_of(e.gguf_name));
       if (it != session_->xtx().end()) h = &it->second;

@@ -33,6 +33,7 @@
 #include "../core/progress.hpp"
 #include "../model/forward.hpp"
 #include "../io/imatrix.hpp"
+#include "../linalg/gemm.hpp"
 #include "../model/model_config.hpp"
 
 SBGQ_BEGIN_NAMESPACE
@@ -44,13 +45,13 @@ struct calibration_options {
   std::int64_t group_chunks = 4;   ///< chunks per run_layer call (bounds scratch memory)
   int n_threads = 0;               ///< <= 0: all hardware threads; results do not depend on it
   bool process_output = false;     ///< also collect output.weight (llama-imatrix --process-output)
-  bool collect_xtx = false;        ///< also accumulate X^T X (f64) per input space
+  bool collect_xtx = false;        ///< also accumulate X^T X (f32, lower triangle) per input space
   std::string dataset;             ///< recorded in imatrix.datasets
   /// Stage calibrate after each layer: layer = the layer done, n_layers.
   progress_fn progress;
   /// Called when layer l is complete with that layer's X^T X matrices (only with
   /// collect_xtx); the caller may move them out. They are dropped afterwards.
-  std::function<void(int, std::map<std::string, Eigen::MatrixXd>&)> on_layer_done;
+  std::function<void(int, std::map<std::string, Eigen::MatrixXf>&)> on_layer_done;
 };
 
 /// What collect_calibration measured.
@@ -79,19 +80,19 @@ class calibration_observer : public observer {
       const std::string space = sbgq::input_space_of(name);  // readers of one input share X^T X
       if (space != name) return;  // the same X was already added under its space
       auto& h = xtx_[space];
-      if (h.size() == 0) h = Eigen::MatrixXd::Zero(x.cols(), x.cols());
-      // X^T X in f64, accumulated per group of chunks.
-      const Eigen::MatrixXd xd = x.cast<double>();
-      h.selfadjointView<Eigen::Lower>().rankUpdate(xd.transpose());
+      if (h.size() == 0) h = Eigen::MatrixXf::Zero(x.cols(), x.cols());
+      // X^T X (its lower triangle), accumulated per group of chunks.
+      const auto d = static_cast<std::size_t>(x.cols());
+      syrk_lower(active_simd_level(), d, static_cast<std::size_t>(x.rows()), x.data(), d, h.data(), d, opt_.n_threads);
     }
   }
   result<void> status() const { return status_; }
-  std::map<std::string, Eigen::MatrixXd>& xtx() { return xtx_; }
+  std::map<std::string, Eigen::MatrixXf>& xtx() { return xtx_; }
 
  private:
   imatrix& im_;
   const calibration_options& opt_;
-  std::map<std::string, Eigen::MatrixXd> xtx_;
+  std::map<std::string, Eigen::MatrixXf> xtx_;
   result<void> status_;
 };
 
@@ -159,7 +160,7 @@ class calibration_session {
   /// Statistics of every layer run so far.
   imatrix& stats() noexcept { return res_.im; }
   /// X^T X of the layers run since the last clear_xtx(), keyed by input space.
-  std::map<std::string, Eigen::MatrixXd>& xtx() noexcept { return obs_.xtx(); }
+  std::map<std::string, Eigen::MatrixXf>& xtx() noexcept { return obs_.xtx(); }
   void clear_xtx() { obs_.xtx().clear(); }
   /// Hidden states of every chunk (after the layers run so far).
   const activations& hidden() const noexcept { return all_; }

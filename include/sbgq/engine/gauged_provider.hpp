@@ -23,13 +23,14 @@
 SBGQ_BEGIN_NAMESPACE
 
 /// Scales X^T X by the gauge's input factors: H' = F H F.
-inline void scale_xtx(std::map<std::string, Eigen::MatrixXd>& xtx, const gauge_result& g) {
+inline void scale_xtx(std::map<std::string, Eigen::MatrixXf>& xtx, const gauge_result& g) {
   for (auto& [space, h] : xtx) {
     const auto it = g.input_scales.find(space);
     if (it == g.input_scales.end()) continue;
-    const Eigen::Map<const Eigen::VectorXf> f(it->second.data(), static_cast<Eigen::Index>(it->second.size()));
-    const Eigen::VectorXd fd = f.cast<double>();
-    h = fd.asDiagonal() * h * fd.asDiagonal();
+    const std::vector<float>& f = it->second;
+    for (Eigen::Index j = 0; j < h.cols(); ++j)
+      for (Eigen::Index i = 0; i < h.rows(); ++i)
+        h(i, j) = static_cast<float>(static_cast<double>(h(i, j)) * f[static_cast<std::size_t>(i)] * f[static_cast<std::size_t>(j)]);
   }
 }
 

@@ -266,7 +266,7 @@ inline result<std::vector<ggml_type>> choose_auto_types_by_output(tensor_source&
   SBGQ_TRY(std::unique_ptr<output_sensitivity> sens, output_sensitivity::start(cfg, src.layers(), tokens, so));
   // Each candidate of one tensor: encoded and decoded in place, measured, then restored.
   auto measure = [&](std::size_t i, float* data, std::size_t rows, std::size_t cols, std::span<const float> im,
-                     const Eigen::MatrixXd* h, const auto& kld) -> result<void> {
+                     const Eigen::MatrixXf* h, const auto& kld) -> result<void> {
     const std::vector<ggml_type> cand = costs.candidates(cols);
     if (cand.empty()) return costs.fix(i, ggml_type::q8_0);
     const std::vector<float> saved(data, data + rows * cols);
@@ -284,7 +284,7 @@ inline result<std::vector<ggml_type>> choose_auto_types_by_output(tensor_source&
     return {};
   };
   SBGQ_TRY_VOID(dm::for_each_layer_tensor(src, *session, report, [&](std::size_t i, int l, layer_weights& w, layer_tensor_ref ref) {
-    const Eigen::MatrixXd* h = nullptr;
+    const Eigen::MatrixXf* h = nullptr;
     if (copt.collect_xtx)
       if (auto it = session->xtx().find(input_space_of(plan[i].gguf_name)); it != session->xtx().end()) h = &it->second;
     const auto im = dm::weights_of(&session->stats(), plan[i].gguf_name);

@@ -100,7 +100,7 @@ inline result<void> check_encoded(ggml_type t, std::span<const std::byte> bytes,
 /// Encodes rows x cols values at type t into `out` (then checked as llama.cpp checks rows
 /// before writing them); see gguf_sink::write.
 inline result<void> encode_rows(ggml_type t, const float* v, std::size_t rows, std::size_t cols, std::span<const float> im,
-                                const Eigen::MatrixXd* h, const encode_options& o, std::vector<std::byte>& out,
+                                const Eigen::MatrixXf* h, const encode_options& o, std::vector<std::byte>& out,
                                 std::vector<std::byte>& plain, encode_sums& sums, tensor_record& rec,
                                 const encode_place& at, const char* component) {
   const std::string who = at.who();
@@ -155,7 +155,7 @@ inline result<void> encode_rows(ggml_type t, const float* v, std::size_t rows, s
 /// the options o (importance `im`, X^T X `h` for gptq): what the tensor becomes in the
 /// file, for measuring its effect (engine/sensitivity.hpp). Errors: those of encoding.
 inline result<void> encode_decode(ggml_type t, const std::string& name, float* v, std::size_t rows, std::size_t cols,
-                                  std::span<const float> im, const Eigen::MatrixXd* h, encode_options o) {
+                                  std::span<const float> im, const Eigen::MatrixXf* h, encode_options o) {
   if (t == ggml_type::f32) return {};
   o.measure = false;
   std::vector<std::byte> out, plain;
@@ -191,7 +191,7 @@ class gguf_sink {
   /// Encodes and writes plan entry i whole: `v` is rows x cols f32 (row-major), `im` its
   /// importance weights (empty: none), `h` the X^T X of its input for gptq (or null).
   result<void> write(std::size_t i, const float* v, std::size_t rows, std::size_t cols, std::span<const float> im,
-                     const Eigen::MatrixXd* h, const encode_options& o) {
+                     const Eigen::MatrixXf* h, const encode_options& o) {
     tensor_record rec = begin(i, im);
     detail::engine::encode_sums sums;
     const ggml_type t = types_[i];

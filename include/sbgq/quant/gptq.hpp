@@ -26,14 +26,16 @@
 //     expressions (grid_value), so the optimised matrix is the decoded one.
 //   - Control: with a diagonal H and refit off nothing propagates, and the bytes equal
 //     sbgq::quantize_rows (the codec's plain imatrix rounding), bit for bit.
-//   - Deterministic for any thread count: rows are processed in chunks of a fixed number
-//     of rows (independent of n_threads); every chunk runs the same Eigen products.
-//   - f64 for H, the dampening and the factor; f32 for the lazy updates of the working
-//     weights (as GPTQ), f64 for objectives and the refit.
-// Non-goals: IQ3_S/IQ2_S grids; SIMD kernels of its own (Eigen's products are used).
+//   - Deterministic for any thread count and SIMD level: rows are processed in chunks of
+//     256 rows, every row on its own, and all products are linalg/gemm.hpp's, whose bits
+//     depend neither on tiling, threads nor level.
+//   - f32 for H, the factor and the lazy updates (as GPTQ's reference implementation);
+//     f64 inside the factor's 256 x 256 diagonal blocks (linalg/cholesky.hpp), for the
+//     dampening, the objectives' sums and the refit.
+// Non-goals: IQ3_S/IQ2_S grids.
 //
-// Memory: the working copy of the reversed H (n^2 f64) and the scaled factor (n^2 f32):
-// 12 n^2 bytes, 1.8 GB for n = 12288, on top of the caller's H (8 n^2).
+// Memory: the factor, formed in place in one n^2 f32 matrix (0.6 GB for n = 12288, the
+// 9B's ffn_down input), on top of the caller's f32 H (the same size).
 #pragma once
 
 #include <Eigen/Cholesky>
@@ -61,6 +63,8 @@
 #include "../io/ggml_types.hpp"
 #include "../core/parallel.hpp"
 #include "../simd/dispatch.hpp"
+#include "../linalg/cholesky.hpp"
+#include "../linalg/gemm.hpp"
 
 SBGQ_BEGIN_NAMESPACE
 
@@ -92,71 +96,32 @@ constexpr bool gptq_supported(ggml_type t) noexcept { return detail::codec::grid
 namespace detail::gptq {
 
 using matf = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-using matd = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 
-/// Rows per task: fixed, so the Eigen products (and the bytes) do not depend on n_threads.
-inline constexpr std::size_t chunk_rows = 128;
+/// Rows per task (any value gives the same bytes: rows are independent).
+inline constexpr std::size_t chunk_rows = 256;
 
 inline error gptq_error(error_code c, std::string text) { return error(c, "gptq", std::move(text)); }
 
-/// The dampened factor: Hd = R R^T, R upper. `rs` = R_ij / R_jj (f32, column-major, upper
-/// part used); per quantization block the f32 row-major copy of its diagonal block of rs
+/// The dampened factor: Hd = R R^T, R upper. `rs` holds R_ij / R_jj transposed (element
+/// (j, i), f32, column-major, so row i of R / R_jj is contiguous; strict upper part zero); per quantization block the f32 row-major copy of its diagonal block of rs
 /// (the in-block updates) and the f64 diagonal block of R itself (the refit objective).
 struct factor {
   Eigen::MatrixXf rs;
   std::vector<matf> rs_blk;
-  std::vector<matd> r_blk;
+  std::vector<matf> r_blk;
   std::vector<char> dead;
   std::size_t n_dead = 0;
   int retries = 0;
 };
 
-/// In-place lower Cholesky a = L L^T (only the lower triangle is read and written; the
-/// strict upper part of diagonal tiles is scratch). Right-looking blocked algorithm with
-/// panels of 256 columns: factor the diagonal block (Eigen LLT), solve the panel below
-/// it, update the trailing lower triangle, the last two steps split into fixed tiles run
-/// by parallel_for, so the result does not depend on n_threads. n^3/3 multiply-adds,
-/// almost all in the tile products. Returns false when a pivot is not positive.
-inline bool cholesky_lower(Eigen::MatrixXd& a, int n_threads) {
-  const Eigen::Index n = a.rows();
-  constexpr Eigen::Index nb = 256;
-  for (Eigen::Index k0 = 0; k0 < n; k0 += nb) {
-    const Eigen::Index kb = std::min(nb, n - k0), k1 = k0 + kb;
-    Eigen::Ref<Eigen::MatrixXd> akk = a.block(k0, k0, kb, kb);
-    Eigen::LLT<Eigen::Ref<Eigen::MatrixXd>, Eigen::Lower> llt(akk);
-    if (llt.info() != Eigen::Success) return false;
-    if (k1 == n) break;
-    const Eigen::Index m = n - k1;
-    const std::size_t tiles = static_cast<std::size_t>((m + nb - 1) / nb);
-    // Panel: P = A[k1:, k0:k1] L_kk^-T, i.e. solve X L_kk^T = A for X, tile by tile.
-    parallel_for(tiles, 1, n_threads, [&](std::size_t t0, std::size_t t1) {
-      for (std::size_t t = t0; t < t1; ++t) {
-        const Eigen::Index r0 = k1 + static_cast<Eigen::Index>(t) * nb, rc = std::min(nb, n - r0);
-        auto blk = a.block(r0, k0, rc, kb);
-        a.block(k0, k0, kb, kb).triangularView<Eigen::Lower>().transpose().solveInPlace<Eigen::OnTheRight>(blk);
-      }
-    });
-    // Trailing update of the lower triangle: A[c0:, c0:c1] -= P[c0:] P[c0:c1]^T per
-    // column tile [c0, c1).
-    parallel_for(tiles, 1, n_threads, [&](std::size_t t0, std::size_t t1) {
-      for (std::size_t t = t0; t < t1; ++t) {
-        const Eigen::Index c0 = k1 + static_cast<Eigen::Index>(t) * nb, cc = std::min(nb, n - c0);
-        a.block(c0, c0, n - c0, cc).noalias() -=
-            a.block(c0, k0, n - c0, kb) * a.block(c0, k0, cc, kb).transpose();
-      }
-    });
-  }
-  return true;
-}
-
-inline result<factor> make_factor(const Eigen::MatrixXd& h, std::size_t bv, double damp, bool need_r_blocks,
-                                  int n_threads) {
+inline result<factor> make_factor(const Eigen::MatrixXf& h, std::size_t bv, double damp, bool need_r_blocks,
+                                  int n_threads, simd_level level) {
   const auto n = static_cast<Eigen::Index>(h.rows());
   factor f;
   f.dead.assign(static_cast<std::size_t>(n), 0);
   double diag_sum = 0;
   for (Eigen::Index i = 0; i < n; ++i) {
-    if (h(i, i) == 0.0) {
+    if (h(i, i) == 0.0f) {
       f.dead[static_cast<std::size_t>(i)] = 1;
       ++f.n_dead;
       diag_sum += 1.0;  // GPTQ: H_ii = 1 for a dead column, before the mean
@@ -166,7 +131,8 @@ inline result<factor> make_factor(const Eigen::MatrixXd& h, std::size_t bv, doub
   }
   const double mean_diag = n > 0 ? diag_sum / static_cast<double>(n) : 1.0;
   double mu = damp * mean_diag;
-  Eigen::MatrixXd a(n, n);
+  Eigen::MatrixXf& a = f.rs;  // factored, then turned into rs, in place
+  a.resize(n, n);
   constexpr int max_retries = 12;
   for (;;) {
     // Lower triangle of J Hd J: a(p, q) = Hd(n-1-p, n-1-q) = Hd(n-1-q, n-1-p), p >= q.
@@ -178,16 +144,16 @@ inline result<factor> make_factor(const Eigen::MatrixXd& h, std::size_t bv, doub
         for (Eigen::Index p = q; p < n; ++p) {
           const Eigen::Index ip = n - 1 - p;
           const bool dp = f.dead[static_cast<std::size_t>(ip)] != 0;
-          double v = (dq || dp) ? 0.0 : h(jq, ip);  // jq >= ip: H's lower triangle
-          if (p == q) v = (dq ? 1.0 : v) + mu;
+          float v = (dq || dp) ? 0.0f : h(jq, ip);  // jq >= ip: H's lower triangle
+          if (p == q) v = static_cast<float>(static_cast<double>(dq ? 1.0f : v) + mu);
           a(p, q) = v;
         }
       }
     });
-    bool ok = cholesky_lower(a, n_threads);
+    bool ok = cholesky_lower(a, n_threads, level);
     if (ok)
       for (Eigen::Index i = 0; i < n; ++i)
-        if (!(a(i, i) > 0.0) || !std::isfinite(a(i, i))) ok = false;
+        if (!(a(i, i) > 0.0f) || !std::isfinite(a(i, i))) ok = false;
     if (ok) break;
     if (++f.retries > max_retries)
       return gptq_error(error_code::bad_value, "H + mu*I is not positive definite even with mu = " +
@@ -195,14 +161,23 @@ inline result<factor> make_factor(const Eigen::MatrixXd& h, std::size_t bv, doub
                                                    " dampening retries (is H symmetric positive semidefinite?)");
     mu = mu > 0 ? mu * 10.0 : 1e-6 * mean_diag;
   }
-  // R_ij = a(n-1-i, n-1-j) for i <= j: column j of R is column q = n-1-j of a, reversed.
-  f.rs.resize(n, n);
-  parallel_for(static_cast<std::size_t>(n), 64, n_threads, [&](std::size_t j0, std::size_t j1) {
-    for (auto j = static_cast<Eigen::Index>(j0); j < static_cast<Eigen::Index>(j1); ++j) {
-      const Eigen::Index q = n - 1 - j;
-      const double rjj = a(q, q);
-      for (Eigen::Index i = 0; i <= j; ++i) f.rs(i, j) = static_cast<float>(a(n - 1 - i, q) / rjj);
-      for (Eigen::Index i = j + 1; i < n; ++i) f.rs(i, j) = 0.0f;
+  // R = J L J (upper): R_ij = L(n-1-i, n-1-j) for i <= j. Stored transposed, so that
+  // the rows of R the lazy updates read are contiguous: rs_t(j, i) = R_ij / R_jj, i.e.
+  // L(p, q) moves to (n-1-q, n-1-p) -- a reflection across the anti-diagonal that keeps
+  // the lower triangle (pairs with p + q < n-1 swap with their mirror; each pair belongs
+  // to the column q of its first member, so threads touch disjoint elements) -- then row
+  // j is divided by R_jj and the strict upper triangle cleared.
+  parallel_for(static_cast<std::size_t>(n), 64, n_threads, [&](std::size_t q0, std::size_t q1) {
+    for (auto q = static_cast<Eigen::Index>(q0); q < static_cast<Eigen::Index>(q1); ++q)
+      for (Eigen::Index p = q; p + q < n - 1; ++p) std::swap(a(p, q), a(n - 1 - q, n - 1 - p));
+  });
+  std::vector<double> rdiag(static_cast<std::size_t>(n));
+  std::vector<float> rdiag_f(static_cast<std::size_t>(n));
+  for (Eigen::Index j = 0; j < n; ++j) rdiag[static_cast<std::size_t>(j)] = rdiag_f[static_cast<std::size_t>(j)] = a(j, j);
+  parallel_for(static_cast<std::size_t>(n), 64, n_threads, [&](std::size_t i0, std::size_t i1) {
+    for (auto i = static_cast<Eigen::Index>(i0); i < static_cast<Eigen::Index>(i1); ++i) {
+      for (Eigen::Index j = 0; j < i; ++j) a(j, i) = 0.0f;
+      for (Eigen::Index j = i; j < n; ++j) a(j, i) /= rdiag_f[static_cast<std::size_t>(j)];
     }
   });
   const std::size_t nb = static_cast<std::size_t>(n) / bv;
@@ -211,98 +186,131 @@ inline result<factor> make_factor(const Eigen::MatrixXd& h, std::size_t bv, doub
   if (need_r_blocks) f.r_blk.resize(nb);
   for (std::size_t k = 0; k < nb; ++k) {
     const auto b0 = static_cast<Eigen::Index>(k * bv);
-    f.rs_blk[k] = f.rs.block(b0, b0, b, b);
+    f.rs_blk[k] = f.rs.block(b0, b0, b, b).transpose();
     if (need_r_blocks) {
-      matd r(b, b);
+      matf r(b, b);
       for (Eigen::Index i = 0; i < b; ++i)
-        for (Eigen::Index j = 0; j < b; ++j) r(i, j) = j >= i ? a(n - 1 - (b0 + i), n - 1 - (b0 + j)) : 0.0;
+        for (Eigen::Index j = 0; j < b; ++j)
+          r(i, j) = j >= i ? static_cast<float>(static_cast<double>(a(b0 + j, b0 + i)) * rdiag[static_cast<std::size_t>(b0 + j)])
+                           : 0.0f;
       f.r_blk[k] = std::move(r);
     }
   }
   return f;
 }
 
-/// Refit of one row-block: closed-form least squares of the fp16 super-scale(s) for the
-/// chosen codes under the exact block objective, kept only if it is lower.
+/// Refit of the row-blocks of a chunk: closed-form least squares of each block's fp16
+/// super-scale(s) for its chosen codes under the exact block objective, kept per block
+/// only if it is lower.
 ///
-/// The block's part of the objective is ||e||^2 with e_j = R_jj (x_j - v_j) (x_j: the
+/// A block's part of the objective is ||e||^2 with e_j = R_jj (x_j - v_j) (x_j: the
 /// error-updated weight when column j was rounded, v_j its value; the file comment).
 /// Values are v = D a - M b (grid_basis), and e is linear in v with matrix R_BB:
 ///   e(D + dD, M + dM) = e - dD (a R_BB) + dM (b R_BB),
-/// so two triangular products give the whole quadratic. The new super-scales are rounded
-/// to fp16 before the comparison; the prediction ignores only the f32 rounding of the
-/// decoded values (relative 1e-7). x, v: the block's b values; updates g and v.
-inline void refit_block(codec::fixed_grid& g, const matd& r, const float* x, const std::uint8_t* L, float* v) {
-  const int b = g.values;
-  const bool two = codec::grid_n_super(g.type) == 2;
-  double e[256], ra[256], rb[256];
-  for (int j = 0; j < b; ++j) {
-    e[j] = r(j, j) * (static_cast<double>(x[j]) - static_cast<double>(v[j]));
-    ra[j] = 0.0;
-    rb[j] = 0.0;
-  }
-  // ra = a R_BB, rb = b R_BB, row by row (contiguous rows of the upper triangle).
-  for (int i = 0; i < b; ++i) {
-    double ai = 0.0, bi = 0.0;
-    codec::grid_basis(g, i, L[i], ai, bi);
-    const double* ri = r.data() + static_cast<Eigen::Index>(i) * b;
-    if (ai != 0.0)
-      for (int j = i; j < b; ++j) ra[j] += ai * ri[j];
-    if (two && bi != 0.0)
-      for (int j = i; j < b; ++j) rb[j] += bi * ri[j];
-  }
-  double saa = 0, sab = 0, sbb = 0, sea = 0, seb = 0, see = 0;
-  for (int j = 0; j < b; ++j) {
-    saa += ra[j] * ra[j];
-    sab += ra[j] * rb[j];
-    sbb += rb[j] * rb[j];
-    sea += e[j] * ra[j];
-    seb += e[j] * rb[j];
-    see += e[j] * e[j];
-  }
-  if (!(saa > 0)) return;
-  // ||e - dD ra + dM rb||^2 = see - 2 dD sea + 2 dM seb + dD^2 saa - 2 dD dM sab + dM^2 sbb
-  double dD = sea / saa, dM = 0.0;
-  if (two) {
-    const double det = saa * sbb - sab * sab;
-    if (sbb > 0 && det > 1e-12 * saa * sbb) {
-      dD = (sea * sbb - seb * sab) / det;
-      dM = (sea * sab - seb * saa) / det;
+/// so two triangular products give the whole quadratic; for all rows of the chunk at once
+/// they are two products (cr x b) (b x b) by gemm (f32; the coefficients a, b are small
+/// integers, exact in f32), the rest per row in f64. The new super-scales are rounded to
+/// fp16 before the comparison; the prediction ignores only the f32 rounding of the decoded
+/// values and of R_BB a. grids/x/L/v: cr rows of b values; updates grids and v.
+struct refit_scratch {
+  std::vector<float> ca, cb, ra, rb;
+};
+inline void refit_rows(simd_level level, codec::fixed_grid* grids, std::size_t cr, const matf& r, const float* x,
+                       const std::uint8_t* L, float* v, refit_scratch& s) {
+  if (cr == 0) return;
+  const int b = grids[0].values;
+  const auto bu = static_cast<std::size_t>(b);
+  const bool two = codec::grid_n_super(grids[0].type) == 2;
+  s.ca.assign(cr * bu, 0.0f);
+  s.cb.assign(two ? cr * bu : 0, 0.0f);
+  for (std::size_t row = 0; row < cr; ++row)
+    for (int i = 0; i < b; ++i) {
+      double ai = 0.0, bi = 0.0;
+      codec::grid_basis(grids[row], i, L[row * bu + static_cast<std::size_t>(i)], ai, bi);
+      s.ca[row * bu + static_cast<std::size_t>(i)] = static_cast<float>(ai);
+      if (two) s.cb[row * bu + static_cast<std::size_t>(i)] = static_cast<float>(bi);
     }
+  s.ra.resize(cr * bu);
+  s.rb.assign(cr * bu, 0.0f);
+  const auto lb = static_cast<std::ptrdiff_t>(b);
+  gemm(level, cr, bu, bu, 1.0f, {s.ca.data(), lb, 1}, {r.data(), lb, 1}, 0.0f, {s.ra.data(), lb, 1});
+  if (two) gemm(level, cr, bu, bu, 1.0f, {s.cb.data(), lb, 1}, {r.data(), lb, 1}, 0.0f, {s.rb.data(), lb, 1});
+  for (std::size_t row = 0; row < cr; ++row) {
+    codec::fixed_grid& g = grids[row];
+    const float* xr = x + row * bu;
+    const std::uint8_t* Lr = L + row * bu;
+    float* vr = v + row * bu;
+    const float* ra = s.ra.data() + row * bu;
+    const float* rb = s.rb.data() + row * bu;
+    double saa = 0, sab = 0, sbb = 0, sea = 0, seb = 0, see = 0;
+    for (int j = 0; j < b; ++j) {
+      const double e = static_cast<double>(r(j, j)) * (static_cast<double>(xr[j]) - static_cast<double>(vr[j]));
+      const double a = ra[j], c = rb[j];
+      saa += a * a;
+      sab += a * c;
+      sbb += c * c;
+      sea += e * a;
+      seb += e * c;
+      see += e * e;
+    }
+    if (!(saa > 0)) continue;
+    // ||e - dD ra + dM rb||^2 = see - 2 dD sea + 2 dM seb + dD^2 saa - 2 dD dM sab + dM^2 sbb
+    double dD = sea / saa, dM = 0.0;
+    if (two) {
+      const double det = saa * sbb - sab * sab;
+      if (sbb > 0 && det > 1e-12 * saa * sbb) {
+        dD = (sea * sbb - seb * sab) / det;
+        dM = (sea * sab - seb * saa) / det;
+      }
+    }
+    const double D0 = to_f32(g.d), M0 = two ? to_f32(g.dmin) : 0.0;
+    const double D = D0 + dD, M = M0 + dM;
+    if (!std::isfinite(D) || !std::isfinite(M) || std::fabs(D) > 65504.0 || std::fabs(M) > 65504.0) continue;
+    const f16 dn = to_f16(static_cast<float>(D)), mn = two ? to_f16(static_cast<float>(M)) : g.dmin;
+    const double qD = static_cast<double>(to_f32(dn)) - D0, qM = two ? static_cast<double>(to_f32(mn)) - M0 : 0.0;
+    const double predicted = see - 2 * qD * sea + 2 * qM * seb + qD * qD * saa - 2 * qD * qM * sab + qM * qM * sbb;
+    if (!(predicted < see)) continue;
+    codec::grid_set_super(g, dn, mn);
+    for (int j = 0; j < b; ++j) vr[j] = codec::grid_value(g, j, Lr[j]);
   }
-  const double D0 = to_f32(g.d), M0 = two ? to_f32(g.dmin) : 0.0;
-  const double D = D0 + dD, M = M0 + dM;
-  if (!std::isfinite(D) || !std::isfinite(M) || std::fabs(D) > 65504.0 || std::fabs(M) > 65504.0) return;
-  const f16 dn = to_f16(static_cast<float>(D)), mn = two ? to_f16(static_cast<float>(M)) : g.dmin;
-  const double qD = static_cast<double>(to_f32(dn)) - D0, qM = two ? static_cast<double>(to_f32(mn)) - M0 : 0.0;
-  const double predicted = see - 2 * qD * sea + 2 * qM * seb + qD * qD * saa - 2 * qD * qM * sab + qM * qM * sbb;
-  if (!(predicted < see)) return;
-  codec::grid_set_super(g, dn, mn);
-  for (int j = 0; j < b; ++j) v[j] = codec::grid_value(g, j, L[j]);
 }
 
 /// tr(dW H dW^T) for rows [r0, r1) given the decoded rows: sum_i H_ii dw_i^2 +
-/// 2 sum_{i>j} dw_i H_ij dw_j (lower triangle only), in f64.
+/// 2 sum_{i>j} dw_i H_ij dw_j (lower triangle only). Q = dW * strict_lower(H) by gemm in
+/// column tiles of 256 (f32), the final sum in f64.
 inline double objective_chunk(const float* deq, const float* w, std::size_t r0, std::size_t r1, std::size_t cols,
-                              const Eigen::MatrixXd& h) {
-  const auto cr = static_cast<Eigen::Index>(r1 - r0), n = static_cast<Eigen::Index>(cols);
-  matd dw(cr, n);
-  for (Eigen::Index r = 0; r < cr; ++r)
-    for (Eigen::Index j = 0; j < n; ++j) {
-      const std::size_t k = (r0 + static_cast<std::size_t>(r)) * cols + static_cast<std::size_t>(j);
-      dw(r, j) = static_cast<double>(deq[k - r0 * cols]) - static_cast<double>(w[k]);
-    }
-  matd p = dw * h.triangularView<Eigen::StrictlyLower>();
+                              const Eigen::MatrixXf& h, simd_level level) {
+  const std::size_t cr = r1 - r0, n = cols;
+  constexpr std::size_t tw = 256;
+  std::vector<float> dw(cr * n), q(cr * n), sl(tw * tw);
+  for (std::size_t k = 0; k < cr * n; ++k) dw[k] = deq[k] - w[r0 * cols + k];
+  const auto ln = static_cast<std::ptrdiff_t>(n), lh = static_cast<std::ptrdiff_t>(h.rows());
+  for (std::size_t c0 = 0; c0 < n; c0 += tw) {
+    const std::size_t c1 = std::min(n, c0 + tw), w0 = c1 - c0;
+    const auto o0 = static_cast<std::ptrdiff_t>(c0), o1 = static_cast<std::ptrdiff_t>(c1);
+    // Q[:, c0:c1] = dW[:, c1:] H[c1:, c0:c1] + dW[:, c0:c1] strict_lower(H[c0:c1, c0:c1]).
+    gemm(level, cr, w0, n - c1, 1.0f, {dw.data() + o1, ln, 1}, {h.data() + o1 + o0 * lh, 1, lh}, 0.0f,
+         {q.data() + o0, ln, 1});
+    for (std::size_t i = 0; i < w0; ++i)
+      for (std::size_t j = 0; j < w0; ++j)
+        sl[i * w0 + j] = i > j ? h(static_cast<Eigen::Index>(c0 + i), static_cast<Eigen::Index>(c0 + j)) : 0.0f;
+    gemm(level, cr, w0, w0, 1.0f, {dw.data() + o0, ln, 1}, {sl.data(), static_cast<std::ptrdiff_t>(w0), 1}, 1.0f,
+         {q.data() + o0, ln, 1});
+  }
   double s = 0.0;
-  for (Eigen::Index r = 0; r < cr; ++r) {
+  for (std::size_t r = 0; r < cr; ++r) {
     double sr = 0.0;
-    for (Eigen::Index j = 0; j < n; ++j) sr += dw(r, j) * (h(j, j) * dw(r, j) + 2.0 * p(r, j));
+    for (std::size_t j = 0; j < n; ++j) {
+      const double d = dw[r * n + j];
+      sr += d * (static_cast<double>(h(static_cast<Eigen::Index>(j), static_cast<Eigen::Index>(j))) * d +
+                 2.0 * static_cast<double>(q[r * n + j]));
+    }
     s += sr;
   }
   return s;
 }
 
-inline result<void> check_h(const Eigen::MatrixXd& h, std::size_t cols) {
+inline result<void> check_h(const Eigen::MatrixXf& h, std::size_t cols) {
   if (static_cast<std::size_t>(h.rows()) != cols || static_cast<std::size_t>(h.cols()) != cols)
     return gptq_error(error_code::size_mismatch, "H is " + std::to_string(h.rows()) + " x " + std::to_string(h.cols()) +
                                                      ", expected cols x cols = " + std::to_string(cols) + " x " +
@@ -331,7 +339,7 @@ inline result<void> check_w(ggml_type type, const float* w, std::size_t rows, st
 /// quantization_objective on n_threads threads (the per-chunk sums are added in chunk
 /// order, so the value does not depend on the count).
 inline result<double> objective_impl(ggml_type type, std::span<const std::byte> q, const float* w, std::size_t rows,
-                                     std::size_t cols, const Eigen::MatrixXd& h, int n_threads) {
+                                     std::size_t cols, const Eigen::MatrixXf& h, int n_threads) {
   SBGQ_TRY(const codec_traits* c, detail::codec::check_rows(type, rows, cols, rows * cols, q.size(),
                                                              "the weights", "the quantized data"));
   if (static_cast<std::size_t>(h.rows()) != cols || static_cast<std::size_t>(h.cols()) != cols)
@@ -350,7 +358,7 @@ inline result<double> objective_impl(ggml_type type, std::span<const std::byte> 
       const std::size_t r0 = k * cr, r1 = std::min(rows, r0 + cr);
       deq.resize((r1 - r0) * cols);
       for (std::size_t r = r0; r < r1; ++r) c->dequantize_row(level, q.data() + r * rb, deq.data() + (r - r0) * cols, cols);
-      part[k] = detail::gptq::objective_chunk(deq.data(), w, r0, r1, cols, h);
+      part[k] = detail::gptq::objective_chunk(deq.data(), w, r0, r1, cols, h, level);
     }
   });
   double s = 0.0;
@@ -362,17 +370,16 @@ inline result<double> objective_impl(ggml_type type, std::span<const std::byte> 
 /// tr(dW H dW^T) with dW = dequant(q) - W, in f64 (H: cols x cols, symmetric; only its
 /// lower triangle is read, as by gptq_quantize). q: rows * row_size(type, cols) bytes of any
 /// codec sbgq has. Errors: unsupported, size_mismatch, overflow. Thread-safe.
-/// Cost: rows * cols^2 / 2 multiply-adds (Eigen), on all hardware threads.
+/// Cost: rows * cols^2 / 2 multiply-adds (linalg/gemm.hpp), on all hardware threads.
 inline result<double> quantization_objective(ggml_type type, std::span<const std::byte> q, const float* w,
-                                             std::size_t rows, std::size_t cols, const Eigen::MatrixXd& h) {
+                                             std::size_t rows, std::size_t cols, const Eigen::MatrixXf& h) {
   return detail::gptq::objective_impl(type, q, w, rows, cols, h, 0);
 }
 
 /// Quantizes W (rows x cols, row-major f32; rows = output channels, blocks along cols)
-/// into `type` with error-compensating rounding under H (cols x cols, symmetric PSD, any
-/// positive scale, e.g. X^T X). Only H's lower triangle (diagonal included) is read, the
-/// convention of Eigen's selfadjointView<Lower>::rankUpdate, which is how calibrate.hpp
-/// accumulates X^T X (its upper triangle stays zero). `importance`: per-column weights for the
+/// into `type` with error-compensating rounding under H (cols x cols, f32, symmetric PSD,
+/// any positive scale, e.g. X^T X). Only H's lower triangle (diagonal included) is read,
+/// the part syrk_lower (linalg/gemm.hpp) accumulates for the calibration. `importance`: per-column weights for the
 /// codec's scale search (empty: diag(H)). dst: rows * row_size(type, cols) bytes, the
 /// layout sbgq::quantize_rows fills.
 ///
@@ -381,11 +388,11 @@ inline result<double> quantization_objective(ggml_type type, std::span<const std
 /// H or importance or dst of the wrong size), overflow, not_finite (W, H or importance),
 /// bad_value (negative H_ii or importance, H not PSD after the dampening retries),
 /// invalid_argument (bad options).
-/// The bytes do not depend on n_threads. Thread-safe.
+/// The bytes do not depend on n_threads or the SIMD level. Thread-safe.
 /// Cost: one Cholesky of n = cols (n^3/3), rows * n^2 / 2 multiply-adds of lazy updates,
 /// plus two objective evaluations of the same order when compute_objectives is set.
 inline result<gptq_stats> gptq_quantize(ggml_type type, const float* w, std::size_t rows, std::size_t cols,
-                                        const Eigen::MatrixXd& h, std::span<const float> importance,
+                                        const Eigen::MatrixXf& h, std::span<const float> importance,
                                         std::span<std::byte> dst, const gptq_options& opt = {}) {
   using namespace detail::gptq;
   const auto t_start = std::chrono::steady_clock::now();
@@ -421,7 +428,7 @@ inline result<gptq_stats> gptq_quantize(ggml_type type, const float* w, std::siz
     qw[j] = importance.empty() ? static_cast<float>(h(static_cast<Eigen::Index>(j), static_cast<Eigen::Index>(j)))
                                : importance[j];
 
-  SBGQ_TRY(factor f, make_factor(h, bv, opt.damp, opt.refit_scales, opt.n_threads));
+  SBGQ_TRY(factor f, make_factor(h, bv, opt.damp, opt.refit_scales, opt.n_threads, active_simd_level()));
   st.damp_retries = f.retries;
   st.dead_columns = f.n_dead;
 
@@ -434,6 +441,7 @@ inline result<gptq_stats> gptq_quantize(ggml_type type, const float* w, std::siz
     std::vector<detail::codec::fixed_grid> grids(chunk_rows);
     std::vector<std::uint8_t> codes(chunk_rows * bv);
     std::vector<float> vals(chunk_rows * bv), start(chunk_rows * bv), wz(chunk_rows * cols);
+    refit_scratch refit;
     for (std::size_t k = k0; k < k1; ++k) {
       const std::size_t r0 = k * chunk_rows, r1 = std::min(rows, r0 + chunk_rows);
       const auto cr = static_cast<Eigen::Index>(r1 - r0);
@@ -474,24 +482,29 @@ inline result<gptq_stats> gptq_quantize(ggml_type type, const float* w, std::siz
                 for (int j = i + 1; j < b; ++j) x[j] += d * rrow[j];
               }
             }
-            if (opt.refit_scales)
-              refit_block(g, f.r_blk[blk], xs, L, val);
+          }
+          if (opt.refit_scales)
+            refit_rows(level, grids.data(), static_cast<std::size_t>(cr), f.r_blk[blk], start.data(), codes.data(),
+                       vals.data(), refit);
+          for (Eigen::Index r = 0; r < cr; ++r) {
+            const auto ru = static_cast<std::size_t>(r);
+            const float* wr = wz.data() + ru * cols + b0;
+            const float* val = vals.data() + ru * bv;
             for (int i = 0; i < b; ++i) dm(r, static_cast<Eigen::Index>(b0 - a0) + i) = wr[i] - val[i];
-            detail::codec::grid_store(g, L, dst.data() + (r0 + ru) * rb + blk * c->block_bytes);
+            detail::codec::grid_store(grids[ru], codes.data() + ru * bv, dst.data() + (r0 + ru) * rb + blk * c->block_bytes);
           }
           // Block errors onto the rest of the lazy batch.
           const std::size_t b1 = b0 + bv;
           if (b1 < a1)
-            t.block(0, static_cast<Eigen::Index>(b1), cr, static_cast<Eigen::Index>(a1 - b1)).noalias() +=
-                dm.block(0, static_cast<Eigen::Index>(b0 - a0), cr, b) *
-                f.rs.block(static_cast<Eigen::Index>(b0), static_cast<Eigen::Index>(b1), b,
-                           static_cast<Eigen::Index>(a1 - b1));
+            gemm(level, r1 - r0, a1 - b1, bv, 1.0f, {dm.data() + (b0 - a0), dm.cols(), 1},
+                 {f.rs.data() + static_cast<std::ptrdiff_t>(b1) + static_cast<std::ptrdiff_t>(b0) * n, n, 1}, 1.0f,
+                 {t.data() + b1, n, 1});
         }
-        // Batch errors onto every later column (the lazy update, one GEMM).
+        // Batch errors onto every later column (the lazy update, one product).
         if (a1 < cols)
-          t.block(0, static_cast<Eigen::Index>(a1), cr, n - static_cast<Eigen::Index>(a1)).noalias() +=
-              dm * f.rs.block(static_cast<Eigen::Index>(a0), static_cast<Eigen::Index>(a1),
-                              static_cast<Eigen::Index>(a1 - a0), n - static_cast<Eigen::Index>(a1));
+          gemm(level, r1 - r0, cols - a1, a1 - a0, 1.0f, {dm.data(), dm.cols(), 1},
+               {f.rs.data() + static_cast<std::ptrdiff_t>(a1) + static_cast<std::ptrdiff_t>(a0) * n, n, 1}, 1.0f,
+               {t.data() + a1, n, 1});
       }
     }
   });

@@ -1,5 +1,5 @@
 // Building blocks of the reference forward pass (forward.hpp): the row-major f32 matrix
-// type, a deterministic tiled matrix product, and the element-wise operations written to
+// type, the matrix product (linalg/gemm.hpp), and the element-wise operations written to
 // round like ggml's CPU backend (llama.cpp), so our logits can be compared with libllama's
 // at the 1e-4 level.
 //
@@ -22,7 +22,7 @@
 #include "../../core/base.hpp"
 #include "../../core/parallel.hpp"
 #include "../../simd/dispatch.hpp"
-#include "forward_gemm.hpp"
+#include "../../linalg/gemm.hpp"
 
 SBGQ_BEGIN_NAMESPACE
 
@@ -36,45 +36,17 @@ namespace detail::fwd {
 
 using index_t = Eigen::Index;
 
-/// Tile sizes of linear(): fixed, so the summation order of every output element (and
-/// thus every bit of the result) is independent of the thread count.
-inline constexpr index_t linear_row_tile = 64;
-inline constexpr index_t linear_col_tile = 128;
-
-/// y = x * w^T, i.e. y[r][c] = sum_k x[r][k] * w[c][k]. x: [m][k], w: [n][k], y: [m][n].
-/// Work is split in fixed tiles of (64 rows x 128 output channels), run on n_threads
-/// threads; the kernel is chosen once per call by active_simd_level() (forward_gemm.hpp).
-/// Deterministic for any thread count.
+/// y = x * w^T, i.e. y[r][c] = sum_k x[r][k] * w[c][k]. x: [m][k], w: [n][k], y: [m][n],
+/// by linalg/gemm.hpp on n_threads threads at active_simd_level(): the same bits for any
+/// thread count, batching (rows are independent) and SIMD level.
 inline void linear(const matrix_f32& x, const matrix_f32& w, matrix_f32& y, int n_threads) {
   SBGQ_DASSERT(x.cols() == w.cols());
-  const index_t m = x.rows(), n = w.rows();
+  const index_t m = x.rows(), n = w.rows(), k = x.cols();
   y.resize(m, n);
   if (m == 0 || n == 0) return;
-  const index_t n_rt = (m + linear_row_tile - 1) / linear_row_tile;
-  const index_t n_ct = (n + linear_col_tile - 1) / linear_col_tile;
-  const simd_level level = active_simd_level();
-  const auto k = static_cast<std::size_t>(x.cols());
-  parallel_for(static_cast<std::size_t>(n_rt * n_ct), 1, n_threads, [&](std::size_t b, std::size_t e) {
-    for (std::size_t t = b; t < e; ++t) {
-      // Column tiles vary fastest, so consecutive tiles share their x rows in cache.
-      const index_t rt = static_cast<index_t>(t) / n_ct, ct = static_cast<index_t>(t) % n_ct;
-      const index_t r0 = rt * linear_row_tile, c0 = ct * linear_col_tile;
-      const auto nr = static_cast<std::size_t>(std::min(linear_row_tile, m - r0));
-      const auto nc = static_cast<std::size_t>(std::min(linear_col_tile, n - c0));
-      const float* xp = x.row(r0).data();
-      const float* wp = w.row(c0).data();
-      float* yp = y.data() + r0 * n + c0;
-      const auto ldx = static_cast<std::size_t>(x.cols()), ldy = static_cast<std::size_t>(n);
-#if SBGQ_X86_KERNELS
-      if (level != simd_level::scalar) {
-        avx2::linear_tile(xp, ldx, wp, k, yp, ldy, nr, nc, k);
-        continue;
-      }
-#endif
-      (void)level;
-      ref::linear_tile(xp, ldx, wp, k, yp, ldy, nr, nc, k);
-    }
-  });
+  gemm_parallel(active_simd_level(), static_cast<std::size_t>(m), static_cast<std::size_t>(n),
+                static_cast<std::size_t>(k), 1.0f, {x.data(), k, 1}, {w.data(), 1, k}, 0.0f, {y.data(), n, 1},
+                n_threads);
 }
 
 /// Runs body(row) for every row in [0, n) on n_threads threads (rows are independent).

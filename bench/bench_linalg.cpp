@@ -7,7 +7,7 @@
 // Shapes (9B: hidden 4096, FFN 12288, a group of 4 x 512 calibration tokens):
 //   linear/<m>x<n>x<k>   y = x w^T (m tokens, n outputs, k inputs): the forward pass;
 //   syrk/<n>x<k>         lower(H) += X^T X: the calibration's statistics;
-//   lazy/128x<n>x256     a 128-row chunk of gptq's lazy update (rows x later columns x batch);
+//   lazy/288x<n>x256     a 288-row chunk of gptq's lazy update (rows x later columns x batch);
 //   cholesky/<n>         the dampened H's factor.
 // Names: <kernel>/<shape>/<level>; one thread unless the name says threads:2.
 // Results go to bench/RESULTS.md.
@@ -135,7 +135,7 @@ void bm_syrk(benchmark::State& state, std::size_t n, std::size_t k, int level_i,
 
 void bm_lazy(benchmark::State& state, std::size_t n, int level_i) {
   const auto level = static_cast<simd_level>(level_i);
-  const std::size_t m = 128, k = 256;
+  const std::size_t m = 288, k = 256;
   const auto dm = random(m * k, 4);
   const std::vector<float> rs(n * n, 0.01f);
   std::vector<float> t(m * n, 0.0f);
@@ -192,7 +192,7 @@ void register_all() {
     for (auto& [l, name] : lv)
       if (l > 0) reg("syrk/" + std::to_string(n) + "x2048/" + name, [=](benchmark::State& st) { bm_syrk(st, n, 2048, l, 1); });
     for (auto& [l, name] : lv)
-      if (l > 0) reg("lazy/128x" + std::to_string(n) + "x256/" + name, [=](benchmark::State& st) { bm_lazy(st, n, l); });
+      if (l > 0) reg("lazy/288x" + std::to_string(n) + "x256/" + name, [=](benchmark::State& st) { bm_lazy(st, n, l); });
   }
   for (std::size_t n : {4096, 12288})
     for (auto& [l, name] : lv) {

@@ -237,7 +237,18 @@ class layer_stage {
       const auto it = session_->xtx().find(input_space_of(e.gguf_name));
       if (it != session_->xtx().end()) h = &it->second;
     }
-    return sink.write(i, ref->data, ref->rows, ref->cols, im, h, enc);
+    SBGQ_TRY_VOID(sink.write(i, ref->data, ref->rows, ref->cols, im, h, enc));
+    // Peak memory: the tensor's f32 values, and its X^T X once no later tensor of this
+    // layer reads the same input, are not needed any more.
+    release_layer_tensor(w_, e.gguf_name);
+    if (h) {
+      const std::string space = input_space_of(e.gguf_name);
+      bool later = false;
+      for (std::size_t j = i + 1; j < plan_.size() && plan_[j].layer == e.layer && !later; ++j)
+        later = !plan_[j].is_mtp && input_space_of(plan_[j].gguf_name) == space;
+      if (!later) session_->xtx().erase(space);
+    }
+    return {};
   }
 
  private:

@@ -588,6 +588,25 @@ class oracle_model {
 
   void clear() { oracle().llama_memory_clear(oracle().llama_get_memory(ctx_), true); }
 
+  /// Decodes tokens at positions pos0.. as one batch (sequence 0) with the logits of the
+  /// last token only: prompt processing, as llama-bench's pp test runs it.
+  void prefill(const std::vector<std::int32_t>& tokens, int pos0 = 0) {
+    auto& o = oracle();
+    const int n = static_cast<int>(tokens.size());
+    llama_batch b = o.llama_batch_init(n, 0, 1);
+    for (int i = 0; i < n; ++i) {
+      b.token[i] = tokens[static_cast<std::size_t>(i)];
+      b.pos[i] = pos0 + i;
+      b.n_seq_id[i] = 1;
+      b.seq_id[i][0] = 0;
+      b.logits[i] = i + 1 == n ? 1 : 0;
+    }
+    b.n_tokens = n;
+    const std::int32_t rc = o.llama_decode(ctx_, b);
+    o.llama_batch_free(b);
+    if (rc != 0) throw std::runtime_error("llama_decode returned " + std::to_string(rc) + ": " + o.last_log);
+  }
+
   /// Decodes tokens at positions pos0.. as one batch (sequence 0) and returns the logits
   /// of every token, row-major [n_tokens][n_vocab].
   std::vector<float> decode(const std::vector<std::int32_t>& tokens, int pos0 = 0) {

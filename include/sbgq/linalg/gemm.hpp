@@ -20,7 +20,7 @@
 // Layout: element (i, j) of an operand X is x[i * rs + j * cs]; any strides work (row- or
 // column-major, transposed views), the packing copies them into contiguous panels.
 // Thread-safety: gemm is reentrant (its packing buffers are thread_local); gemm_parallel
-// splits C into fixed tiles run by parallel_for.
+// shares each packed block of B between its threads (parallel_for), which take tiles of C.
 #pragma once
 
 #include <algorithm>
@@ -69,7 +69,7 @@ namespace detail::gemm_impl {
 
 /// Cache blocks: kc values of k per packed panel pair (fixed: part of the result's
 /// definition), mc rows of A per packed block (a multiple of every MR), nc columns of B.
-inline constexpr std::size_t kc = 256, mc = 144, nc = 2048;
+inline constexpr std::size_t kc = 256, mc = 144, nc = 4096;
 
 /// Packs alpha * A[0:mb, 0:kb] into panels of MR rows: panel p holds, for t = 0..kb-1, the
 /// MR values A[p*MR + r][t] (zero past mb).
@@ -81,12 +81,23 @@ inline void pack_a(gemm_operand a, std::size_t mb, std::size_t kb, float alpha, 
     if (pr < mr)
       for (std::size_t t = 0; t < kb; ++t)
         for (std::size_t r = pr; r < mr; ++r) dst[t * mr + r] = 0.0f;
-    for (std::size_t r = 0; r < pr; ++r) {
-      const float* row = src + static_cast<std::ptrdiff_t>(r) * a.rs;
-      if (alpha == 1.0f)
-        for (std::size_t t = 0; t < kb; ++t) dst[t * mr + r] = row[static_cast<std::ptrdiff_t>(t) * a.cs];
-      else
-        for (std::size_t t = 0; t < kb; ++t) dst[t * mr + r] = alpha * row[static_cast<std::ptrdiff_t>(t) * a.cs];
+    // Read along whichever index is contiguous (rows of a row-major A, columns otherwise).
+    if (a.cs == 1) {
+      for (std::size_t r = 0; r < pr; ++r) {
+        const float* row = src + static_cast<std::ptrdiff_t>(r) * a.rs;
+        if (alpha == 1.0f)
+          for (std::size_t t = 0; t < kb; ++t) dst[t * mr + r] = row[t];
+        else
+          for (std::size_t t = 0; t < kb; ++t) dst[t * mr + r] = alpha * row[t];
+      }
+    } else {
+      for (std::size_t t = 0; t < kb; ++t) {
+        const float* col = src + static_cast<std::ptrdiff_t>(t) * a.cs;
+        if (alpha == 1.0f)
+          for (std::size_t r = 0; r < pr; ++r) dst[t * mr + r] = col[static_cast<std::ptrdiff_t>(r) * a.rs];
+        else
+          for (std::size_t r = 0; r < pr; ++r) dst[t * mr + r] = alpha * col[static_cast<std::ptrdiff_t>(r) * a.rs];
+      }
     }
   }
 }
@@ -117,29 +128,51 @@ inline void pack_b(gemm_operand b, std::size_t kb, std::size_t nb, int NR, float
 
 using micro_fn = void (*)(std::size_t, const float*, const float*, float*, std::ptrdiff_t, std::ptrdiff_t, int, int);
 
-/// C += alpha * A * B (beta already applied), one thread.
+/// C += alpha * A * B (beta already applied) on n_threads threads. Per block of nc columns
+/// and kc values of k, B's block is packed once (its panels split between the threads),
+/// then the threads take tasks of (mc rows) x (a group of B's panels): each packs its rows
+/// of A (thread_local buffer) and runs the micro-kernel over its tile. Packing is ~100x
+/// slower per value than a multiply-add, so each operand is packed as few times as
+/// possible: B once per call, A once per column group of each block.
 inline void blocked(micro_fn micro, int MR, int NR, std::size_t m, std::size_t n, std::size_t k, float alpha,
-                    gemm_operand a, gemm_operand b, gemm_output c) {
-  thread_local std::vector<float> apack, bpack;
+                    gemm_operand a, gemm_operand b, gemm_output c, int n_threads) {
+  thread_local std::vector<float> bpack_own;
+  std::vector<float> bpack_shared;
+  std::vector<float>& bpack = n_threads == 1 ? bpack_own : bpack_shared;
   const auto mr = static_cast<std::size_t>(MR), nr = static_cast<std::size_t>(NR);
+  const std::size_t row_blocks = (m + mc - 1) / mc;
+  const auto threads = static_cast<std::size_t>(std::max(1, n_threads));
   for (std::size_t jc = 0; jc < n; jc += nc) {
-    const std::size_t nb = std::min(nc, n - jc);
+    const std::size_t nb = std::min(nc, n - jc), panels = (nb + nr - 1) / nr;
+    // Column groups: enough tasks for 2 per thread when there are few row blocks.
+    const std::size_t groups = std::min(panels, std::max<std::size_t>(1, (2 * threads + row_blocks - 1) / row_blocks));
+    const std::size_t per_group = (panels + groups - 1) / groups;
     for (std::size_t pc = 0; pc < k; pc += kc) {
       const std::size_t kb = std::min(kc, k - pc);
-      bpack.resize((nb + nr - 1) / nr * nr * kb);
-      pack_b({b.p + static_cast<std::ptrdiff_t>(pc) * b.rs + static_cast<std::ptrdiff_t>(jc) * b.cs, b.rs, b.cs}, kb,
-             nb, NR, bpack.data());
-      for (std::size_t ic = 0; ic < m; ic += mc) {
-        const std::size_t mb = std::min(mc, m - ic);
-        apack.resize((mb + mr - 1) / mr * mr * kb);
-        pack_a({a.p + static_cast<std::ptrdiff_t>(ic) * a.rs + static_cast<std::ptrdiff_t>(pc) * a.cs, a.rs, a.cs}, mb,
-               kb, alpha, MR, apack.data());
-        for (std::size_t jr = 0; jr < nb; jr += nr)
-          for (std::size_t ir = 0; ir < mb; ir += mr)
-            micro(kb, apack.data() + ir * kb, bpack.data() + jr * kb,
-                  c.p + static_cast<std::ptrdiff_t>(ic + ir) * c.rs + static_cast<std::ptrdiff_t>(jc + jr) * c.cs, c.rs,
-                  c.cs, static_cast<int>(std::min(mr, mb - ir)), static_cast<int>(std::min(nr, nb - jr)));
-      }
+      bpack.resize(panels * nr * kb);
+      const gemm_operand bblk{b.p + static_cast<std::ptrdiff_t>(pc) * b.rs + static_cast<std::ptrdiff_t>(jc) * b.cs,
+                              b.rs, b.cs};
+      parallel_for(panels, 8, threads == 1 ? 1 : n_threads, [&](std::size_t p0, std::size_t p1) {
+        const std::size_t j0 = p0 * nr, j1 = std::min(nb, p1 * nr);
+        pack_b({bblk.p + static_cast<std::ptrdiff_t>(j0) * b.cs, b.rs, b.cs}, kb, j1 - j0, NR, bpack.data() + j0 * kb);
+      });
+      const gemm_operand ablk{a.p + static_cast<std::ptrdiff_t>(pc) * a.cs, a.rs, a.cs};
+      parallel_for(row_blocks * groups, 1, threads == 1 ? 1 : n_threads, [&](std::size_t t0, std::size_t t1) {
+        thread_local std::vector<float> apack;
+        for (std::size_t task = t0; task < t1; ++task) {
+          const std::size_t ic = task / groups * mc, g = task % groups;
+          const std::size_t mb = std::min(mc, m - ic);
+          const std::size_t jr0 = g * per_group * nr, jr1 = std::min(nb, (g + 1) * per_group * nr);
+          if (jr0 >= jr1) continue;
+          apack.resize((mb + mr - 1) / mr * mr * kb);
+          pack_a({ablk.p + static_cast<std::ptrdiff_t>(ic) * a.rs, a.rs, a.cs}, mb, kb, alpha, MR, apack.data());
+          for (std::size_t jr = jr0; jr < jr1; jr += nr)
+            for (std::size_t ir = 0; ir < mb; ir += mr)
+              micro(kb, apack.data() + ir * kb, bpack.data() + jr * kb,
+                    c.p + static_cast<std::ptrdiff_t>(ic + ir) * c.rs + static_cast<std::ptrdiff_t>(jc + jr) * c.cs,
+                    c.rs, c.cs, static_cast<int>(std::min(mr, mb - ir)), static_cast<int>(std::min(nr, nb - jr)));
+        }
+      });
     }
   }
 }
@@ -156,12 +189,9 @@ inline void scale(std::size_t m, std::size_t n, float beta, gemm_output c) {
 
 }  // namespace detail::gemm_impl
 
-/// C (m x n) = beta * C + alpha * A (m x k) * B (k x n) on the calling thread, with the
-/// micro-kernel of `level` (capped by what this build has). beta = 0 ignores C's contents.
-/// Operands must not overlap C. Same bits at every level (file comment).
-inline void gemm(simd_level level, std::size_t m, std::size_t n, std::size_t k, float alpha, gemm_operand a,
-                 gemm_operand b, float beta, gemm_output c) {
-  using namespace detail::gemm_impl;
+namespace detail::gemm_impl {
+inline void run(simd_level level, std::size_t m, std::size_t n, std::size_t k, float alpha, gemm_operand a,
+                gemm_operand b, float beta, gemm_output c, int n_threads) {
   if (m == 0 || n == 0) return;
   scale(m, n, beta, c);
   if (k == 0 || alpha == 0.0f) return;
@@ -175,67 +205,47 @@ inline void gemm(simd_level level, std::size_t m, std::size_t n, std::size_t k, 
   }
 #if SBGQ_X86_KERNELS
   if (level >= simd_level::avx512 && supported_simd_level() >= simd_level::avx512)
-    return blocked(avx512::gemm_micro, avx512::gemm_mr, avx512::gemm_nr, m, n, k, alpha, a, b, c);
+    return blocked(avx512::gemm_micro, avx512::gemm_mr, avx512::gemm_nr, m, n, k, alpha, a, b, c, n_threads);
   if (level >= simd_level::avx2 && supported_simd_level() >= simd_level::avx2)
-    return blocked(avx2::gemm_micro, avx2::gemm_mr, avx2::gemm_nr, m, n, k, alpha, a, b, c);
+    return blocked(avx2::gemm_micro, avx2::gemm_mr, avx2::gemm_nr, m, n, k, alpha, a, b, c, n_threads);
 #endif
   (void)level;
-  blocked(ref::gemm_micro, ref::gemm_mr, ref::gemm_nr, m, n, k, alpha, a, b, c);
+  blocked(ref::gemm_micro, ref::gemm_mr, ref::gemm_nr, m, n, k, alpha, a, b, c, n_threads);
+}
+}  // namespace detail::gemm_impl
+
+/// C (m x n) = beta * C + alpha * A (m x k) * B (k x n) on the calling thread, with the
+/// micro-kernel of `level` (capped by what this build has). beta = 0 ignores C's contents.
+/// Operands must not overlap C. Same bits at every level (file comment).
+inline void gemm(simd_level level, std::size_t m, std::size_t n, std::size_t k, float alpha, gemm_operand a,
+                 gemm_operand b, float beta, gemm_output c) {
+  detail::gemm_impl::run(level, m, n, k, alpha, a, b, beta, c, 1);
 }
 
-/// gemm on n_threads threads (<= 0: all), C split into tiles of at most 768 x 1024, made
-/// smaller (down to 96 x 128) until there are 4 per thread; the same bits as gemm for any
-/// thread count (results do not depend on tiling).
+/// gemm on n_threads threads (<= 0: all hardware threads): B's blocks are packed once and
+/// shared, the tiles of C split between the threads; the same bits as gemm for any count.
 inline void gemm_parallel(simd_level level, std::size_t m, std::size_t n, std::size_t k, float alpha, gemm_operand a,
                           gemm_operand b, float beta, gemm_output c, int n_threads) {
   if (n_threads <= 0) n_threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  std::size_t tm = 768, tn = 1024;
-  auto tasks = [&] { return ((m + tm - 1) / tm) * ((n + tn - 1) / tn); };
-  const auto want = 4 * static_cast<std::size_t>(n_threads);
-  for (bool rows = true; tasks() < want && (tm > 96 || tn > 128); rows = !rows) {
-    if (rows && tm > 96 && tm >= m / 2)
-      tm /= 2;
-    else if (tn > 128)
-      tn /= 2;
-    else if (tm > 96)
-      tm /= 2;
-  }
-  const std::size_t nm = (m + tm - 1) / tm, nn = (n + tn - 1) / tn;
-  if (nm * nn <= 1 || n_threads == 1) return gemm(level, m, n, k, alpha, a, b, beta, c);
-  parallel_for(nm * nn, 1, n_threads, [&](std::size_t t0, std::size_t t1) {
-    for (std::size_t t = t0; t < t1; ++t) {
-      const std::size_t i0 = t / nn * tm, j0 = t % nn * tn;
-      const auto io = static_cast<std::ptrdiff_t>(i0), jo = static_cast<std::ptrdiff_t>(j0);
-      gemm(level, std::min(tm, m - i0), std::min(tn, n - j0), k, alpha, {a.p + io * a.rs, a.rs, a.cs},
-           {b.p + jo * b.cs, b.rs, b.cs}, beta, {c.p + io * c.rs + jo * c.cs, c.rs, c.cs});
-    }
-  });
+  detail::gemm_impl::run(level, m, n, k, alpha, a, b, beta, c, n_threads);
 }
 
 /// The lower triangle of H (n x n, column-major, leading dimension ldh) += X^T X, X the
 /// k x n row-major matrix x (leading dimension ldx): H_ij += sum_t X_ti X_tj for i >= j,
-/// the statistics of gptq. Work in column tiles of 256 (rows from the tile's diagonal
-/// down, in pieces of 768): n^2 k / 2 multiply-adds plus the tiles' diagonal blocks, whose
-/// strict upper part is written too (with the same symmetric values). n_threads as
+/// the statistics of gptq. Work in column tiles of 512, each from its diagonal down as one
+/// multi-threaded product (so each column tile of X is packed once and its rows below once):
+/// n^2 k / 2 multiply-adds plus the tiles' diagonal blocks (about 512 / n of the work),
+/// whose strict upper part is written too (with the same symmetric values). n_threads as
 /// gemm_parallel; the same bits for any count.
 inline void syrk_lower(simd_level level, std::size_t n, std::size_t k, const float* x, std::size_t ldx, float* h,
                        std::size_t ldh, int n_threads) {
-  constexpr std::size_t tw = 256, th = 768;
-  struct piece {
-    std::size_t r0, r1, c0, c1;
-  };
-  std::vector<piece> pieces;
-  for (std::size_t c0 = 0; c0 < n; c0 += tw)
-    for (std::size_t r0 = c0; r0 < n; r0 += th) pieces.push_back({r0, std::min(n, r0 + th), c0, std::min(n, c0 + tw)});
+  constexpr std::size_t tw = 512;
   const auto lx = static_cast<std::ptrdiff_t>(ldx), lh = static_cast<std::ptrdiff_t>(ldh);
-  parallel_for(pieces.size(), 1, n_threads, [&](std::size_t p0, std::size_t p1) {
-    for (std::size_t p = p0; p < p1; ++p) {
-      const piece& q = pieces[p];
-      const auto r0 = static_cast<std::ptrdiff_t>(q.r0), c0 = static_cast<std::ptrdiff_t>(q.c0);
-      gemm(level, q.r1 - q.r0, q.c1 - q.c0, k, 1.0f, {x + r0, 1, lx}, {x + c0, lx, 1}, 1.0f,
-           {h + r0 + c0 * lh, 1, lh});
-    }
-  });
+  for (std::size_t c0 = 0; c0 < n; c0 += tw) {
+    const auto o = static_cast<std::ptrdiff_t>(c0);
+    gemm_parallel(level, n - c0, std::min(tw, n - c0), k, 1.0f, {x + o, 1, lx}, {x + o, lx, 1}, 1.0f,
+                  {h + o + o * lh, 1, lh}, n_threads);
+  }
 }
 
 SBGQ_END_NAMESPACE

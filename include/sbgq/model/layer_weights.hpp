@@ -209,6 +209,17 @@ inline std::optional<layer_tensor_ref> layer_tensor(layer_weights& w, std::strin
   return layer_tensor_ref{v.data(), 1, static_cast<std::size_t>(v.size())};
 }
 
+/// Frees the storage of GGUF tensor `gguf_name` in `w` (once it is written and nothing
+/// reads it again); a name the table does not have is ignored.
+inline void release_layer_tensor(layer_weights& w, std::string_view gguf_name) {
+  const layer_tensor_kind* k = find_layer_tensor_kind(layer_tensor_suffix(gguf_name));
+  if (!k) return;
+  if (k->matrix)
+    w.*(k->matrix) = matrix_f32();
+  else
+    w.*(k->vector) = vector_f32();
+}
+
 /// A matrix of a loaded layer with its row of the table.
 using layer_matrix = std::pair<const layer_tensor_kind*, matrix_f32*>;
 

@@ -215,7 +215,7 @@ TEST_CASE("only the lower triangle of H is read (calibrate.hpp's X^T X has a zer
 }
 
 TEST_CASE("bytes identical for 1, 2 and 3 threads and at every SIMD level") {
-  // 600 rows = three row chunks of 288 (the last partial); 768 columns = three
+  // 600 rows = three row chunks of 256 (the last partial); 768 columns = three
   // Cholesky panels (the trailing updates run in parallel tiles).
   const std::size_t rows = 600, cols = 768;
   const auto w = make_weights(rows, cols, 21);

@@ -1,5 +1,6 @@
 // In-place Cholesky factorisation A = L L^T of a symmetric positive definite f32 matrix,
-// blocked so that almost all of its n^3 / 3 multiply-adds run in linalg/gemm.hpp.
+// blocked so that almost all of its n^3 / 6 multiply-adds (n^3 / 3 flops) run in
+// linalg/gemm.hpp.
 //
 // Right-looking, panels of 256 columns. Per panel:
 //   1. the 256 x 256 diagonal block is factored in f64 (Eigen's LLT) and its inverse

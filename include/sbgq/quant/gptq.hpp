@@ -391,7 +391,7 @@ inline result<double> quantization_objective(ggml_type type, std::span<const std
 /// bad_value (negative H_ii or importance, H not PSD after the dampening retries),
 /// invalid_argument (bad options).
 /// The bytes do not depend on n_threads or the SIMD level. Thread-safe.
-/// Cost: one Cholesky of n = cols (n^3/3), rows * n^2 / 2 multiply-adds of lazy updates,
+/// Cost: one Cholesky of n = cols (n^3/6 multiply-adds), rows * n^2 / 2 of lazy updates,
 /// plus two objective evaluations of the same order when compute_objectives is set.
 inline result<gptq_stats> gptq_quantize(ggml_type type, const float* w, std::size_t rows, std::size_t cols,
                                         const Eigen::MatrixXf& h, std::span<const float> importance,

@@ -87,13 +87,6 @@ double peak_gflops(simd_level level) {
   return p;
 }
 
-std::vector<float> random(std::size_t n, std::uint64_t seed) {
-  sbgq::test::rng g(seed);
-  std::vector<float> v(n);
-  for (auto& x : v) x = g.normal();
-  return v;
-}
-
 void report(benchmark::State& state, double flops, simd_level level, int threads) {
   const double per = flops * static_cast<double>(state.iterations());
   state.counters["GFLOPs"] = benchmark::Counter(per / 1e9, benchmark::Counter::kIsRate);
@@ -104,7 +97,7 @@ void report(benchmark::State& state, double flops, simd_level level, int threads
 
 void bm_linear(benchmark::State& state, std::size_t m, std::size_t n, std::size_t k, int level_i, int threads) {
   const auto level = static_cast<simd_level>(level_i);
-  const auto x = random(m * k, 1), w = random(n * k, 2);
+  const auto x = sbgq::test::rng(1).normals(m * k), w = sbgq::test::rng(2).normals(n * k);
   std::vector<float> y(m * n);
   const auto lk = static_cast<std::ptrdiff_t>(k), ln = static_cast<std::ptrdiff_t>(n);
   for (auto _ : state) {
@@ -124,10 +117,10 @@ void bm_linear(benchmark::State& state, std::size_t m, std::size_t n, std::size_
 
 void bm_syrk(benchmark::State& state, std::size_t n, std::size_t k, int level_i, int threads) {
   const auto level = static_cast<simd_level>(level_i);
-  const auto x = random(k * n, 3);
+  const auto x = sbgq::test::rng(3).normals(k * n);
   Eigen::MatrixXf h = Eigen::MatrixXf::Zero(static_cast<Eigen::Index>(n), static_cast<Eigen::Index>(n));
   for (auto _ : state) {
-    sbgq::syrk_lower(level, n, k, x.data(), n, h.data(), n, threads);
+    sbgq::syrk_lower(level, n, k, 1.0f, {x.data(), static_cast<std::ptrdiff_t>(n), 1}, h.data(), n, threads);
     benchmark::DoNotOptimize(h.data());
   }
   report(state, static_cast<double>(n) * static_cast<double>(n) * static_cast<double>(k), level, threads);
@@ -136,7 +129,7 @@ void bm_syrk(benchmark::State& state, std::size_t n, std::size_t k, int level_i,
 void bm_lazy(benchmark::State& state, std::size_t n, int level_i) {
   const auto level = static_cast<simd_level>(level_i);
   const std::size_t m = 288, k = 256;
-  const auto dm = random(m * k, 4);
+  const auto dm = sbgq::test::rng(4).normals(m * k);
   const std::vector<float> rs(n * n, 0.01f);
   std::vector<float> t(m * n, 0.0f);
   const auto ln = static_cast<std::ptrdiff_t>(n);

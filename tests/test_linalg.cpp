@@ -29,13 +29,6 @@ std::vector<simd_level> levels() {
   return out;
 }
 
-std::vector<float> random(std::size_t n, std::uint64_t seed) {
-  sbgq::test::rng g(seed);
-  std::vector<float> v(n);
-  for (auto& x : v) x = g.normal();
-  return v;
-}
-
 /// An m x n matrix stored row-major (rs = ld, cs = 1) or column-major (rs = 1, cs = ld) in
 /// a buffer with padding (ld > the minimum), so strides are really used.
 struct strided {
@@ -45,7 +38,7 @@ struct strided {
   std::vector<float> buf;
   strided(std::size_t m_, std::size_t n_, bool cm, std::uint64_t seed)
       : m(m_), n(n_), col_major(cm), ld(static_cast<std::ptrdiff_t>((cm ? m_ : n_) + 3)),
-        buf(random(static_cast<std::size_t>(ld) * (cm ? n_ : m_) + 3, seed)) {}
+        buf(sbgq::test::rng(seed).normals(static_cast<std::size_t>(ld) * (cm ? n_ : m_) + 3)) {}
   std::ptrdiff_t rs() const { return col_major ? 1 : ld; }
   std::ptrdiff_t cs() const { return col_major ? ld : 1; }
   float at(std::size_t i, std::size_t j) const {
@@ -121,9 +114,10 @@ TEST_CASE("gemm_parallel shares packed blocks between threads without changing a
 
 TEST_CASE("syrk_lower: the lower triangle of X^T X, the same at every level and thread count") {
   const std::size_t n = 600, k = 700, ldx = 603;  // 2 column tiles of 512, 3 k blocks
-  const auto x = random(k * ldx, 9);
+  const auto x = sbgq::test::rng(9).normals(k * ldx);
   Eigen::MatrixXf want = Eigen::MatrixXf::Constant(static_cast<Eigen::Index>(n), static_cast<Eigen::Index>(n), 0.5f);
-  sbgq::syrk_lower(simd_level::scalar, n, k, x.data(), ldx, want.data(), n, 1);
+  const sbgq::gemm_operand xo{x.data(), static_cast<std::ptrdiff_t>(ldx), 1};
+  sbgq::syrk_lower(simd_level::scalar, n, k, 1.0f, xo, want.data(), n, 1);
   double worst = 0;
   for (std::size_t j = 0; j < n; j += 7)
     for (std::size_t i = j; i < n; i += 3) {
@@ -144,14 +138,14 @@ TEST_CASE("syrk_lower: the lower triangle of X^T X, the same at every level and 
       CAPTURE(sbgq::simd_level_name(l));
       CAPTURE(threads);
       Eigen::MatrixXf got = Eigen::MatrixXf::Constant(static_cast<Eigen::Index>(n), static_cast<Eigen::Index>(n), 0.5f);
-      sbgq::syrk_lower(l, n, k, x.data(), ldx, got.data(), n, threads);
+      sbgq::syrk_lower(l, n, k, 1.0f, xo, got.data(), n, threads);
       CHECK(got == want);
     }
 }
 
 TEST_CASE("cholesky_lower: L L^T = A, the same bits at every level and thread count; indefinite -> false") {
   const auto n = static_cast<Eigen::Index>(700);  // 3 panels of 256, the last partial
-  const auto g = random(static_cast<std::size_t>(n * 900), 11);
+  const auto g = sbgq::test::rng(11).normals(static_cast<std::size_t>(n * 900));
   const Eigen::Map<const Eigen::MatrixXf> gm(g.data(), n, 900);
   const Eigen::MatrixXd ad = gm.cast<double>() * gm.cast<double>().transpose() / 900.0 +
                              0.01 * Eigen::MatrixXd::Identity(n, n);

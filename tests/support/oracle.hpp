@@ -590,7 +590,27 @@ class oracle_model {
 
   /// Decodes tokens at positions pos0.. as one batch (sequence 0) with the logits of the
   /// last token only: prompt processing, as llama-bench's pp test runs it.
-  void prefill(const std::vector<std::int32_t>& tokens, int pos0 = 0) {
+  void prefill(const std::vector<std::int32_t>& tokens, int pos0 = 0) { submit(tokens, pos0, false); }
+
+  /// Decodes tokens at positions pos0.. as one batch (sequence 0) and returns the logits
+  /// of every token, row-major [n_tokens][n_vocab].
+  std::vector<float> decode(const std::vector<std::int32_t>& tokens, int pos0 = 0) {
+    auto& o = oracle();
+    submit(tokens, pos0, true);
+    const int n = static_cast<int>(tokens.size()), nv = n_vocab();
+    std::vector<float> out(static_cast<std::size_t>(n) * static_cast<std::size_t>(nv));
+    for (int i = 0; i < n; ++i) {
+      const float* row = o.llama_get_logits_ith(ctx_, i);
+      std::memcpy(out.data() + static_cast<std::size_t>(i) * static_cast<std::size_t>(nv), row,
+                  sizeof(float) * static_cast<std::size_t>(nv));
+    }
+    return out;
+  }
+
+ private:
+  /// One llama_decode of tokens at positions pos0.. (sequence 0), with logits for every
+  /// token or only the last.
+  void submit(const std::vector<std::int32_t>& tokens, int pos0, bool all_logits) {
     auto& o = oracle();
     const int n = static_cast<int>(tokens.size());
     llama_batch b = o.llama_batch_init(n, 0, 1);
@@ -599,7 +619,7 @@ class oracle_model {
       b.pos[i] = pos0 + i;
       b.n_seq_id[i] = 1;
       b.seq_id[i][0] = 0;
-      b.logits[i] = i + 1 == n ? 1 : 0;
+      b.logits[i] = all_logits || i + 1 == n ? 1 : 0;
     }
     b.n_tokens = n;
     const std::int32_t rc = o.llama_decode(ctx_, b);
@@ -607,37 +627,6 @@ class oracle_model {
     if (rc != 0) throw std::runtime_error("llama_decode returned " + std::to_string(rc) + ": " + o.last_log);
   }
 
-  /// Decodes tokens at positions pos0.. as one batch (sequence 0) and returns the logits
-  /// of every token, row-major [n_tokens][n_vocab].
-  std::vector<float> decode(const std::vector<std::int32_t>& tokens, int pos0 = 0) {
-    auto& o = oracle();
-    const int n = static_cast<int>(tokens.size());
-    llama_batch b = o.llama_batch_init(n, 0, 1);
-    for (int i = 0; i < n; ++i) {
-      b.token[i] = tokens[static_cast<std::size_t>(i)];
-      b.pos[i] = pos0 + i;
-      b.n_seq_id[i] = 1;
-      b.seq_id[i][0] = 0;
-      b.logits[i] = 1;
-    }
-    b.n_tokens = n;
-    const std::int32_t rc = o.llama_decode(ctx_, b);
-    if (rc != 0) {
-      o.llama_batch_free(b);
-      throw std::runtime_error("llama_decode returned " + std::to_string(rc) + ": " + o.last_log);
-    }
-    const int nv = n_vocab();
-    std::vector<float> out(static_cast<std::size_t>(n) * static_cast<std::size_t>(nv));
-    for (int i = 0; i < n; ++i) {
-      const float* row = o.llama_get_logits_ith(ctx_, i);
-      std::memcpy(out.data() + static_cast<std::size_t>(i) * static_cast<std::size_t>(nv), row,
-                  sizeof(float) * static_cast<std::size_t>(nv));
-    }
-    o.llama_batch_free(b);
-    return out;
-  }
-
- private:
   void* model_ = nullptr;
   void* ctx_ = nullptr;
   const void* vocab_ = nullptr;

@@ -83,7 +83,8 @@ class calibration_observer : public observer {
       if (h.size() == 0) h = Eigen::MatrixXf::Zero(x.cols(), x.cols());
       // X^T X (its lower triangle), accumulated per group of chunks.
       const auto d = static_cast<std::size_t>(x.cols());
-      syrk_lower(active_simd_level(), d, static_cast<std::size_t>(x.rows()), x.data(), d, h.data(), d, opt_.n_threads);
+      syrk_lower(active_simd_level(), d, static_cast<std::size_t>(x.rows()), 1.0f, {x.data(), x.cols(), 1}, h.data(), d,
+                 opt_.n_threads);
     }
   }
   result<void> status() const { return status_; }

@@ -8,10 +8,10 @@
 //   2. the panel below it becomes P = A_21 L_kk^-T by one product with that inverse
 //      (instead of a triangular solve: twice the flops of this small step, but at the
 //      product's speed);
-//   3. the trailing lower triangle is updated, A_22 -= P P^T, in column tiles of 256 (rows
-//      from the tile's diagonal down, pieces of 768), by gemm with alpha = -1.
-// Steps 2 and 3 are split into fixed tiles run by parallel_for, and gemm's results do not
-// depend on tiling or level, so the factor is the same bits for any thread count and at
+//   3. the trailing lower triangle is updated, A_22 -= P P^T, by syrk_lower with
+//      alpha = -1.
+// Steps 2 and 3 run on n_threads (gemm_parallel), and gemm's results do not depend on
+// tiling, threads or level, so the factor is the same bits for any thread count and at
 // every SIMD level.
 //
 // Precision: f32 storage and products (as GPTQ's reference implementation factors its
@@ -35,12 +35,12 @@ SBGQ_BEGIN_NAMESPACE
 
 /// Factors the lower triangle of `a` (n x n, column-major) in place: afterwards its lower
 /// triangle is L with a = L L^T; the strict upper triangle is not read, and is left
-/// unspecified inside the 256 x 256 diagonal blocks (untouched elsewhere). Returns false
-/// when a pivot is not positive and finite (the matrix is not positive definite to f32
+/// unspecified within 512 columns of the diagonal (syrk_lower's tiles; untouched
+/// elsewhere). Returns false when a pivot is not positive and finite (the matrix is not positive definite to f32
 /// precision); `a` is then partly overwritten.
 inline bool cholesky_lower(Eigen::MatrixXf& a, int n_threads, simd_level level = active_simd_level()) {
   const auto n = static_cast<std::size_t>(a.rows());
-  constexpr std::size_t nb = 256, th = 768;
+  constexpr std::size_t nb = 256;
   const auto lda = static_cast<std::ptrdiff_t>(a.rows());
   float* base = a.data();
   std::vector<float> panel, linv_t;
@@ -70,22 +70,9 @@ inline bool cholesky_lower(Eigen::MatrixXf& a, int n_threads, simd_level level =
     a.block(static_cast<Eigen::Index>(k1), ek0, static_cast<Eigen::Index>(m), ekb) =
         Eigen::Map<const Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>(
             panel.data(), static_cast<Eigen::Index>(m), ekb);
-    // 3. A_22 -= P P^T on the lower triangle, in fixed pieces.
-    struct piece {
-      std::size_t r0, r1, c0, c1;
-    };
-    std::vector<piece> pieces;
-    for (std::size_t c0 = k1; c0 < n; c0 += nb)
-      for (std::size_t r0 = c0; r0 < n; r0 += th) pieces.push_back({r0, std::min(n, r0 + th), c0, std::min(n, c0 + nb)});
-    parallel_for(pieces.size(), 1, n_threads, [&](std::size_t p0, std::size_t p1) {
-      for (std::size_t p = p0; p < p1; ++p) {
-        const piece& q = pieces[p];
-        const auto pr = static_cast<std::ptrdiff_t>(q.r0 - k1), pc = static_cast<std::ptrdiff_t>(q.c0 - k1);
-        gemm(level, q.r1 - q.r0, q.c1 - q.c0, kb, -1.0f, {panel.data() + pr * pkb, pkb, 1},
-             {panel.data() + pc * pkb, 1, pkb}, 1.0f,
-             {base + static_cast<std::ptrdiff_t>(q.r0) + static_cast<std::ptrdiff_t>(q.c0) * lda, 1, lda});
-      }
-    });
+    // 3. A_22 -= P P^T on the lower triangle: X = P^T, X(t, i) = panel[i * kb + t].
+    syrk_lower(level, m, kb, -1.0f, {panel.data(), 1, pkb},
+               base + static_cast<std::ptrdiff_t>(k1) + static_cast<std::ptrdiff_t>(k1) * lda, n, n_threads);
   }
   return true;
 }

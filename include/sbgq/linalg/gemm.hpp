@@ -141,7 +141,7 @@ inline void blocked(micro_fn micro, int MR, int NR, std::size_t m, std::size_t n
   std::vector<float>& bpack = n_threads == 1 ? bpack_own : bpack_shared;
   const auto mr = static_cast<std::size_t>(MR), nr = static_cast<std::size_t>(NR);
   const std::size_t row_blocks = (m + mc - 1) / mc;
-  const auto threads = static_cast<std::size_t>(std::max(1, n_threads));
+  const auto threads = static_cast<std::size_t>(n_threads);  // >= 1 (run's callers)
   for (std::size_t jc = 0; jc < n; jc += nc) {
     const std::size_t nb = std::min(nc, n - jc), panels = (nb + nr - 1) / nr;
     // Column groups: enough tasks for 2 per thread when there are few row blocks.
@@ -152,12 +152,12 @@ inline void blocked(micro_fn micro, int MR, int NR, std::size_t m, std::size_t n
       bpack.resize(panels * nr * kb);
       const gemm_operand bblk{b.p + static_cast<std::ptrdiff_t>(pc) * b.rs + static_cast<std::ptrdiff_t>(jc) * b.cs,
                               b.rs, b.cs};
-      parallel_for(panels, 8, threads == 1 ? 1 : n_threads, [&](std::size_t p0, std::size_t p1) {
+      parallel_for(panels, 8, n_threads, [&](std::size_t p0, std::size_t p1) {
         const std::size_t j0 = p0 * nr, j1 = std::min(nb, p1 * nr);
         pack_b({bblk.p + static_cast<std::ptrdiff_t>(j0) * b.cs, b.rs, b.cs}, kb, j1 - j0, NR, bpack.data() + j0 * kb);
       });
       const gemm_operand ablk{a.p + static_cast<std::ptrdiff_t>(pc) * a.cs, a.rs, a.cs};
-      parallel_for(row_blocks * groups, 1, threads == 1 ? 1 : n_threads, [&](std::size_t t0, std::size_t t1) {
+      parallel_for(row_blocks * groups, 1, n_threads, [&](std::size_t t0, std::size_t t1) {
         thread_local std::vector<float> apack;
         for (std::size_t task = t0; task < t1; ++task) {
           const std::size_t ic = task / groups * mc, g = task % groups;
@@ -187,9 +187,6 @@ inline void scale(std::size_t m, std::size_t n, float beta, gemm_output c) {
     }
 }
 
-}  // namespace detail::gemm_impl
-
-namespace detail::gemm_impl {
 inline void run(simd_level level, std::size_t m, std::size_t n, std::size_t k, float alpha, gemm_operand a,
                 gemm_operand b, float beta, gemm_output c, int n_threads) {
   if (m == 0 || n == 0) return;
@@ -230,20 +227,21 @@ inline void gemm_parallel(simd_level level, std::size_t m, std::size_t n, std::s
   detail::gemm_impl::run(level, m, n, k, alpha, a, b, beta, c, n_threads);
 }
 
-/// The lower triangle of H (n x n, column-major, leading dimension ldh) += X^T X, X the
-/// k x n row-major matrix x (leading dimension ldx): H_ij += sum_t X_ti X_tj for i >= j,
-/// the statistics of gptq. Work in column tiles of 512, each from its diagonal down as one
-/// multi-threaded product (so each column tile of X is packed once and its rows below once):
-/// n^2 k / 2 multiply-adds plus the tiles' diagonal blocks (about 512 / n of the work),
-/// whose strict upper part is written too (with the same symmetric values). n_threads as
-/// gemm_parallel; the same bits for any count.
-inline void syrk_lower(simd_level level, std::size_t n, std::size_t k, const float* x, std::size_t ldx, float* h,
+/// The lower triangle of H (n x n, column-major, leading dimension ldh) += alpha X^T X,
+/// X the k x n operand x: H_ij += alpha sum_t X_ti X_tj for i >= j (the statistics of gptq
+/// with alpha = 1, the Cholesky's trailing update with alpha = -1). Work in column tiles of
+/// 512, each from its diagonal down as one multi-threaded product (so each column tile of
+/// X is packed once and its rows below once): n^2 k / 2 multiply-adds plus the tiles'
+/// diagonal blocks (about 512 / n of the work), whose strict upper part is written too
+/// (with the same symmetric values). n_threads as gemm_parallel; the same bits for any count.
+inline void syrk_lower(simd_level level, std::size_t n, std::size_t k, float alpha, gemm_operand x, float* h,
                        std::size_t ldh, int n_threads) {
   constexpr std::size_t tw = 512;
-  const auto lx = static_cast<std::ptrdiff_t>(ldx), lh = static_cast<std::ptrdiff_t>(ldh);
+  const auto lh = static_cast<std::ptrdiff_t>(ldh);
   for (std::size_t c0 = 0; c0 < n; c0 += tw) {
     const auto o = static_cast<std::ptrdiff_t>(c0);
-    gemm_parallel(level, n - c0, std::min(tw, n - c0), k, 1.0f, {x + o, 1, lx}, {x + o, lx, 1}, 1.0f,
+    const float* xc = x.p + o * x.cs;  // column c0 of X
+    gemm_parallel(level, n - c0, std::min(tw, n - c0), k, alpha, {xc, x.cs, x.rs}, {xc, x.rs, x.cs}, 1.0f,
                   {h + o + o * lh, 1, lh}, n_threads);
   }
 }

@@ -105,8 +105,9 @@ inline constexpr std::size_t chunk_rows = 256;
 inline error gptq_error(error_code c, std::string text) { return error(c, "gptq", std::move(text)); }
 
 /// The dampened factor: Hd = R R^T, R upper. `rs` holds R_ij / R_jj transposed (element
-/// (j, i), f32, column-major, so row i of R / R_jj is contiguous; strict upper part zero); per quantization block the f32 row-major copy of its diagonal block of rs
-/// (the in-block updates) and the f64 diagonal block of R itself (the refit objective).
+/// (j, i), f32, column-major, so row i of R / R_jj is contiguous; strict upper part
+/// zero); per quantization block the f32 row-major copy of its diagonal block of
+/// R / R_jj (the in-block updates) and of R itself (the refit's products).
 struct factor {
   Eigen::MatrixXf rs;
   std::vector<matf> rs_blk;
@@ -173,13 +174,12 @@ inline result<factor> make_factor(const Eigen::MatrixXf& h, std::size_t bv, doub
     for (auto q = static_cast<Eigen::Index>(q0); q < static_cast<Eigen::Index>(q1); ++q)
       for (Eigen::Index p = q; p + q < n - 1; ++p) std::swap(a(p, q), a(n - 1 - q, n - 1 - p));
   });
-  std::vector<double> rdiag(static_cast<std::size_t>(n));
-  std::vector<float> rdiag_f(static_cast<std::size_t>(n));
-  for (Eigen::Index j = 0; j < n; ++j) rdiag[static_cast<std::size_t>(j)] = rdiag_f[static_cast<std::size_t>(j)] = a(j, j);
+  std::vector<float> rdiag(static_cast<std::size_t>(n));
+  for (Eigen::Index j = 0; j < n; ++j) rdiag[static_cast<std::size_t>(j)] = a(j, j);
   parallel_for(static_cast<std::size_t>(n), 64, n_threads, [&](std::size_t i0, std::size_t i1) {
     for (auto i = static_cast<Eigen::Index>(i0); i < static_cast<Eigen::Index>(i1); ++i) {
       for (Eigen::Index j = 0; j < i; ++j) a(j, i) = 0.0f;
-      for (Eigen::Index j = i; j < n; ++j) a(j, i) /= rdiag_f[static_cast<std::size_t>(j)];
+      for (Eigen::Index j = i; j < n; ++j) a(j, i) /= rdiag[static_cast<std::size_t>(j)];
     }
   });
   const std::size_t nb = static_cast<std::size_t>(n) / bv;
@@ -193,7 +193,8 @@ inline result<factor> make_factor(const Eigen::MatrixXf& h, std::size_t bv, doub
       matf r(b, b);
       for (Eigen::Index i = 0; i < b; ++i)
         for (Eigen::Index j = 0; j < b; ++j)
-          r(i, j) = j >= i ? static_cast<float>(static_cast<double>(a(b0 + j, b0 + i)) * rdiag[static_cast<std::size_t>(b0 + j)])
+          r(i, j) = j >= i ? static_cast<float>(static_cast<double>(a(b0 + j, b0 + i)) *
+                                                  static_cast<double>(rdiag[static_cast<std::size_t>(b0 + j)]))
                            : 0.0f;
       f.r_blk[k] = std::move(r);
     }

@@ -28,15 +28,10 @@ struct gemm_vec {
   static type add(type a, type b) { return _mm512_add_ps(a, b); }
 };
 
-#include "../shared/gemm-inl.hpp"
-
 /// The tile shape of this level (rows of A per panel, vectors of B per panel).
-inline constexpr int gemm_mr = 12, gemm_nv = 2, gemm_nr = gemm_nv * gemm_vec::lanes;
+inline constexpr int gemm_mr = 12, gemm_nv = 2;
 
-inline void gemm_micro(std::size_t kc, const float* ap, const float* bp, float* c, std::ptrdiff_t rs,
-                       std::ptrdiff_t cs, int mr, int nr) {
-  gemm_kernel::micro<gemm_mr, gemm_nv>(kc, ap, bp, c, rs, cs, mr, nr);
-}
+#include "../shared/gemm-inl.hpp"
 
 }  // namespace avx512
 SBGQ_TARGET_AVX512_END

@@ -1,6 +1,7 @@
 // Shared body of the AVX2 and AVX-512 matrix-product micro-kernels (no include guard:
 // included once inside each target namespace by kernels/<target>/gemm.hpp, after that
-// target has defined its `gemm_vec` lane type; it includes nothing itself).
+// target has defined its `gemm_vec` lane type and its tile shape `gemm_mr`, `gemm_nv`; it
+// includes nothing itself).
 //
 // The kernel computes one MR x (NV * lanes) tile of C += A_panel * B_panel from the packed
 // panels of linalg/gemm.hpp (A: MR values per k, B: NR values per k), keeping the whole
@@ -62,3 +63,10 @@ inline void micro(std::size_t kc, const float* ap, const float* bp, float* c, st
 }
 
 }  // namespace gemm_kernel
+
+/// This level's micro-kernel: gemm_mr x gemm_nr tiles.
+inline constexpr int gemm_nr = gemm_nv * gemm_vec::lanes;
+inline void gemm_micro(std::size_t kc, const float* ap, const float* bp, float* c, std::ptrdiff_t rs,
+                       std::ptrdiff_t cs, int mr, int nr) {
+  gemm_kernel::micro<gemm_mr, gemm_nv>(kc, ap, bp, c, rs, cs, mr, nr);
+}

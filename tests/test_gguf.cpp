@@ -323,10 +323,20 @@ TEST_CASE("our writer -> llama.cpp's reader: every value type, tensors of severa
     std::vector<std::vector<std::byte>> data;
     for (const auto& t : tensor_cases) data.push_back(random_bytes(r, static_cast<std::size_t>(nbytes_of(t))));
 
+    std::uint64_t planned_header = 0;  // header_bytes() before the types are chosen
     {
       auto w = sbgq::gguf_writer::create(path);
       REQUIRE(w.has_value());
       for (const auto& kv : kvs) REQUIRE(w->add(kv.key, kv.value).has_value());
+      std::vector<sbgq::tensor_desc> untyped;  // the names and shapes, every type f32
+      for (const auto& t : tensor_cases) {
+        sbgq::tensor_desc d;
+        d.name = t.name;
+        d.n_dims = static_cast<std::uint32_t>(t.ne.size());
+        for (std::size_t j = 0; j < t.ne.size(); ++j) d.ne[j] = t.ne[j];
+        untyped.push_back(d);
+      }
+      planned_header = w->header_bytes(untyped);
       for (std::size_t i = 0; i < tensor_cases.size(); ++i) {
         const auto& t = tensor_cases[i];
         auto id = w->add_tensor(t.name, t.type, t.ne);
@@ -364,6 +374,7 @@ TEST_CASE("our writer -> llama.cpp's reader: every value type, tensors of severa
     const auto file = read_all(path);
     const std::uint64_t data_off = o.gguf_get_data_offset(ctx);
     CHECK(data_off % A == 0);
+    CHECK(planned_header == data_off);
     REQUIRE(o.gguf_get_n_tensors(ctx) == static_cast<std::int64_t>(tensor_cases.size()));
     std::uint64_t expect_off = 0;
     for (std::size_t i = 0; i < tensor_cases.size(); ++i) {

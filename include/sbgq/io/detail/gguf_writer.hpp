@@ -203,8 +203,7 @@ class gguf_writer {
   /// the first data write or finish(); explicit calls are optional.
   result<void> write_header() {
     SBGQ_TRY_VOID(check_declaring("write the header"));
-    alignment_ = gguf_default_alignment;
-    if (const auto* a = metadata_.find("general.alignment")) alignment_ = *a->get_if<std::uint32_t>();
+    alignment_ = metadata_alignment();
     std::uint64_t off = 0;
     for (auto& t : tensors_) {
       t.offset = off;
@@ -213,27 +212,25 @@ class gguf_writer {
         return fail(error_code::overflow, "the data section size overflows 64 bits");
     }
     std::vector<std::byte> h;
-    detail::gguf_encoder enc(h);
-    enc.put(gguf_magic);
-    enc.put(gguf_version);
-    enc.put(static_cast<std::int64_t>(tensors_.size()));
-    enc.put(static_cast<std::int64_t>(metadata_.size()));
-    for (const gguf_kv& kv : metadata_) {
-      enc.put_string(kv.key);
-      enc.put(static_cast<std::uint32_t>(kv.value.type()));
-      enc.put_value(kv.value);
-    }
-    for (const auto& t : tensors_) {
-      enc.put_string(t.name);
-      enc.put(t.n_dims);
-      for (std::uint32_t j = 0; j < t.n_dims; ++j) enc.put(t.ne[j]);
-      enc.put(static_cast<std::uint32_t>(t.type));
-      enc.put(t.offset);
-    }
-    enc.pad_to(alignment_);  // ggml pads even without tensors; so do we
+    encode_header(h, std::span<const gguf_tensor_info>(tensors_));
     data_offset_ = h.size();
     state_ = state::writing;
     return io(out_.write(h));
+  }
+
+  /// The size the header will have (magic to the padded start of the data section) with
+  /// the metadata added so far and `tensors` declared: their names and dimension counts
+  /// set it, their types and sizes do not, so a planner can learn it before it chooses
+  /// the types (a size budget for the whole file).
+  std::uint64_t header_bytes(std::span<const tensor_desc> tensors) const {
+    std::vector<std::byte> h;
+    encode_header(h, tensors);
+    return h.size();
+  }
+  /// The data alignment the header will declare (general.alignment, or the default).
+  std::uint64_t metadata_alignment() const {
+    if (const auto* a = metadata_.find("general.alignment")) return *a->get_if<std::uint32_t>();
+    return gguf_default_alignment;
   }
 
   // ---- tensor data, in declaration order ------------------------------------------
@@ -322,6 +319,30 @@ class gguf_writer {
   gguf_writer() = default;
 
   static error fail(error_code c, std::string ctx) { return error(c, "gguf", std::move(ctx)); }
+  /// The header's bytes: magic, counts, metadata records, tensor infos (the offsets of
+  /// gguf_tensor_info; 0 for a bare tensor_desc, whose size is the same), padding.
+  template <class Tensor>
+  void encode_header(std::vector<std::byte>& h, std::span<const Tensor> tensors) const {
+    detail::gguf_encoder enc(h);
+    enc.put(gguf_magic);
+    enc.put(gguf_version);
+    enc.put(static_cast<std::int64_t>(tensors.size()));
+    enc.put(static_cast<std::int64_t>(metadata_.size()));
+    for (const gguf_kv& kv : metadata_) {
+      enc.put_string(kv.key);
+      enc.put(static_cast<std::uint32_t>(kv.value.type()));
+      enc.put_value(kv.value);
+    }
+    for (const Tensor& t : tensors) {
+      enc.put_string(t.name);
+      enc.put(t.n_dims);
+      for (std::uint32_t j = 0; j < t.n_dims; ++j) enc.put(t.ne[j]);
+      enc.put(static_cast<std::uint32_t>(t.type));
+      if constexpr (requires { t.offset; }) enc.put(t.offset);
+      else enc.put(std::uint64_t{0});
+    }
+    enc.pad_to(metadata_alignment());  // ggml pads even without tensors; so do we
+  }
   std::string state_name() const {
     switch (state_) {
       case state::declaring: return "declaring";

@@ -215,6 +215,48 @@ TEST_CASE("collection is deterministic across thread counts and X^T X matches th
   CHECK(a.im.entries.at("blk.1.attn_gate.weight").sum2 == a.im.entries.at("blk.1.attn_qkv.weight").sum2);
 }
 
+TEST_CASE("the LM head's X^T X: the final-normed hidden states' Gram matrix, the same bits on 1 and 2 threads") {
+  const auto cfg = sbgq::load_qwen35_config(model_dir).value();
+  const auto file = sbgq::gguf_file::open(tiny_f32_gguf()).value();
+  const auto toks = calib_tokens();
+  auto head_h = [&](int n_threads, sbgq::matrix_f32* hidden) {
+    sbgq::gguf_weight_provider p(file, cfg, n_threads);
+    sbgq::calibration_options opt;
+    opt.ctx = ctx;
+    opt.n_threads = n_threads;
+    opt.group_chunks = 3;  // the last group partial
+    auto s = sbgq::calibration_session::start(cfg, p, toks, opt);
+    REQUIRE(s.has_value());
+    for (int l = 0; l < static_cast<int>(cfg.num_hidden_layers); ++l) {
+      auto w = p.load_layer(l);
+      REQUIRE(w.has_value());
+      REQUIRE((*s)->run_layer(l, *w).has_value());
+    }
+    const auto g = p.load_globals().value();
+    if (hidden) *hidden = (*s)->hidden().hidden;
+    return std::make_pair((*s)->head_xtx(g.output_norm), g.output_norm);
+  };
+  sbgq::matrix_f32 hidden;
+  const auto [h1, gain] = head_h(1, &hidden);
+  const auto [h2, gain2] = head_h(2, nullptr);
+  CHECK(h1.triangularView<Eigen::Lower>().toDenseMatrix() == h2.triangularView<Eigen::Lower>().toDenseMatrix());
+  // Independently, in f64: x = g * h / sqrt(mean(h^2) + eps) per token, H = X^T X.
+  const auto d = hidden.cols();
+  Eigen::MatrixXd x(hidden.rows(), d);
+  for (Eigen::Index r = 0; r < hidden.rows(); ++r) {
+    const Eigen::VectorXd h = hidden.row(r).transpose().cast<double>();
+    const double inv = 1.0 / std::sqrt(h.squaredNorm() / static_cast<double>(d) + cfg.rms_norm_eps);
+    x.row(r) = (h * inv).cwiseProduct(gain.cast<double>()).transpose();
+  }
+  const Eigen::MatrixXd ref = x.transpose() * x;
+  double worst = 0;
+  for (Eigen::Index j = 0; j < d; ++j)
+    for (Eigen::Index i = j; i < d; ++i)
+      worst = std::max(worst, std::fabs(h1(i, j) - ref(i, j)) / std::sqrt(ref(i, i) * ref(j, j)));
+  MESSAGE("head X^T X vs f64: worst error relative to sqrt(H_ii H_jj) " << worst);
+  CHECK(worst < 1e-5);
+}
+
 TEST_CASE("bad calibration input") {
   auto cfg = sbgq::load_qwen35_config(model_dir).value();
   auto file = sbgq::gguf_file::open(tiny_f32_gguf()).value();

@@ -245,6 +245,34 @@ TEST_CASE("bytes identical for 1, 2 and 3 threads and at every SIMD level") {
   }
 }
 
+TEST_CASE("row blocks with one factor cache give the whole matrix's bytes") {
+  // A tensor too large for memory is rounded in blocks of rows (gguf_sink::stream); the
+  // cache factors H once. Rows are independent, so the blocks must give the same bytes.
+  const std::size_t rows = 600, cols = 768;
+  const auto w = make_weights(rows, cols, 31);
+  const Eigen::MatrixXf hf = make_h(cols, 1024, 32).cast<float>();
+  for (ggml_type t : {ggml_type::q4_k, ggml_type::q6_k}) {
+    CAPTURE(sbgq::type_name(t));
+    const std::size_t rb = sbgq::row_size(t, cols);
+    std::vector<std::byte> whole(rows * rb), blocks(rows * rb);
+    sbgq::gptq_options opt;
+    opt.n_threads = 2;
+    REQUIRE(sbgq::gptq_quantize(t, w.data(), rows, cols, hf, {}, whole, opt).has_value());
+    sbgq::gptq_factor_cache cache;
+    opt.factor_cache = &cache;
+    double objective = 0;
+    for (std::size_t r0 = 0; r0 < rows; r0 += 250) {  // 250, 250, 100 rows
+      const std::size_t r1 = std::min(rows, r0 + 250);
+      auto st = sbgq::gptq_quantize(t, w.data() + r0 * cols, r1 - r0, cols, hf, {},
+                                    std::span<std::byte>(blocks).subspan(r0 * rb, (r1 - r0) * rb), opt);
+      REQUIRE(st.has_value());
+      objective += st->objective;
+    }
+    CHECK(blocks == whole);
+    CHECK(objective > 0);
+  }
+}
+
 TEST_CASE("dead columns, lazy batch sizes and dampening retries") {
   const auto& f = fx();
   SUBCASE("dead columns: counted, irrelevant to the objective, still better than plain") {

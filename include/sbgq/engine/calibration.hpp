@@ -20,6 +20,7 @@
 
 #include <Eigen/Dense>
 
+#include <algorithm>
 #include <chrono>
 #include <functional>
 #include <map>
@@ -156,6 +157,28 @@ class calibration_session {
       return {};
     });
     return status_;
+  }
+
+  /// X^T X (f32, lower triangle) of the LM head's input -- the hidden states after the
+  /// final norm with gain `output_norm` -- for gptq of the head. Call after the last layer.
+  /// Normalises one group of chunks at a time, so it needs one group's rows beside the
+  /// result (hidden x hidden). Same bits for any thread count (syrk_lower).
+  Eigen::MatrixXf head_xtx(const vector_f32& output_norm) const {
+    const auto d = static_cast<std::size_t>(c_.hidden_size);
+    Eigen::MatrixXf h = Eigen::MatrixXf::Zero(static_cast<Eigen::Index>(d), static_cast<Eigen::Index>(d));
+    const Eigen::Index rows = all_.hidden.rows();
+    const Eigen::Index step = std::max<Eigen::Index>(1, opt_.ctx * std::max<std::int64_t>(1, opt_.group_chunks));
+    matrix_f32 x;
+    const float eps = static_cast<float>(c_.rms_norm_eps);
+    for (Eigen::Index r0 = 0; r0 < rows; r0 += step) {
+      const Eigen::Index n = std::min(step, rows - r0);
+      x.resize(n, static_cast<Eigen::Index>(d));
+      for (Eigen::Index r = 0; r < n; ++r)
+        detail::fwd::rms_norm(all_.hidden.row(r0 + r).data(), output_norm.data(), c_.hidden_size, eps, x.row(r).data());
+      syrk_lower(active_simd_level(), d, static_cast<std::size_t>(n), 1.0f, {x.data(), static_cast<std::ptrdiff_t>(d), 1},
+                 h.data(), d, opt_.n_threads);
+    }
+    return h;
   }
 
   /// Statistics of every layer run so far.

@@ -139,8 +139,9 @@ inline result<void> encode_rows(ggml_type t, const float* v, std::size_t rows, s
       e.context = who + " (gptq): " + e.context;
       return e;
     }
-    rec.objective_plain = g->objective_plain;
-    rec.objective = g->objective;
+    // Summed over the blocks of rows a streamed tensor is written in.
+    rec.objective_plain = (std::isnan(rec.objective_plain) ? 0.0 : rec.objective_plain) + g->objective_plain;
+    rec.objective = (std::isnan(rec.objective) ? 0.0 : rec.objective) + g->objective;
     if (measure) {
       SBGQ_TRY(const weighted_sums gptq_sums, weighted_row_error(t, v, out, rows, cols, im));
       sums.err += gptq_sums.error;
@@ -202,10 +203,12 @@ class gguf_sink {
     return {};
   }
 
-  /// Encodes and writes plan entry i read from `src` in blocks of rows (plain rounding).
-  /// `im`: empty, ne[0] importance weights, or ne[0] x ne[2] (one slice per matrix of a 3-D
-  /// tensor of stacked experts, as llama-imatrix collects them).
-  result<void> stream(row_source& src, std::size_t i, std::span<const float> im, const encode_options& o) {
+  /// Encodes and writes plan entry i read from `src` in blocks of rows. `im`: empty, ne[0]
+  /// importance weights, or ne[0] x ne[2] (one slice per matrix of a 3-D tensor of stacked
+  /// experts, as llama-imatrix collects them). `h`: X^T X of its input for gptq (rows are
+  /// independent under gptq, so each block is rounded alone), or null for plain rounding.
+  result<void> stream(row_source& src, std::size_t i, std::span<const float> im, const encode_options& o,
+                      const Eigen::MatrixXf* h = nullptr) {
     const tensor_plan& e = plan_[i];
     tensor_record rec = begin(i, im);
     detail::engine::encode_sums sums;
@@ -217,6 +220,9 @@ class gguf_sink {
                    "tensor '" + rec.name + "': " + std::to_string(im.size()) + " importance weights, expected " +
                        std::to_string(cols) + (n_slices > 1 ? " or " + std::to_string(cols * n_slices) : ""));
     const std::size_t block = std::max<std::size_t>(1, (std::size_t{1} << 22) / std::max<std::size_t>(cols, 1));  // ~16 MB
+    gptq_factor_cache factor;  // gptq: every block of this tensor under the one H, factored once
+    encode_options ob = o;
+    ob.gptq.factor_cache = &factor;
     std::uint64_t bytes = 0;
     for (std::size_t m0 = 0; m0 < rows; m0 += per_matrix) {  // matrices (one for a 2-D tensor)
       const std::size_t slice = (m0 / per_matrix) % n_slices;
@@ -227,7 +233,7 @@ class gguf_sink {
         SBGQ_TRY_VOID(src.rows(e, r0, r1, vals_));
         const detail::engine::encode_place at{rec.name, r0, rows > r1 - r0};
         SBGQ_TRY_VOID(
-            detail::engine::encode_rows(types_[i], vals_.data(), r1 - r0, cols, w, nullptr, o, buf_, plain_, sums, rec, at, component_));
+            detail::engine::encode_rows(types_[i], vals_.data(), r1 - r0, cols, w, h, ob, buf_, plain_, sums, rec, at, component_));
         SBGQ_TRY_VOID(w_.write_tensor_chunk(i, std::span<const std::byte>(buf_)));
         bytes += buf_.size();
       }

@@ -49,6 +49,7 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -68,6 +69,8 @@
 
 SBGQ_BEGIN_NAMESPACE
 
+class gptq_factor_cache;
+
 /// Options of gptq_quantize.
 struct gptq_options {
   double damp = 0.01;             ///< lambda: lambda * mean(diag H) added to diag H
@@ -79,6 +82,8 @@ struct gptq_options {
   /// caller already has them: objective_plain is computed from them instead of rounding
   /// again. Ignored unless compute_objectives and of the output's size.
   std::span<const std::byte> plain_bytes;
+  /// Row blocks of one matrix under one H: H is factored once (see gptq_factor_cache).
+  gptq_factor_cache* factor_cache = nullptr;
 };
 
 /// What gptq_quantize did. Objectives use the undampened H.
@@ -394,6 +399,34 @@ inline result<double> quantization_objective(ggml_type type, std::span<const std
 /// The bytes do not depend on n_threads or the SIMD level. Thread-safe.
 /// Cost: one Cholesky of n = cols (n^3/6 multiply-adds), rows * n^2 / 2 of lazy updates,
 /// plus two objective evaluations of the same order when compute_objectives is set.
+/// H's dampened factor kept across the gptq_quantize calls that round the row blocks of one
+/// matrix under one H (rows are independent under gptq, so a tensor too large for memory
+/// is rounded block by block, and each call would factor the same H again). The first call
+/// fills it; later calls with the same H object, format block size and options reuse it.
+/// One cache per matrix; H must stay alive and unchanged while the cache is in use.
+class gptq_factor_cache {
+ public:
+  const detail::gptq::factor* find(const Eigen::MatrixXf* h, std::size_t bv, double damp, bool refit) const {
+    return f_ && h == h_ && bv == bv_ && damp == damp_ && refit == refit_ ? &*f_ : nullptr;
+  }
+  const detail::gptq::factor& keep(const Eigen::MatrixXf* h, std::size_t bv, double damp, bool refit,
+                                   detail::gptq::factor f) {
+    h_ = h;
+    bv_ = bv;
+    damp_ = damp;
+    refit_ = refit;
+    f_ = std::move(f);
+    return *f_;
+  }
+
+ private:
+  const Eigen::MatrixXf* h_ = nullptr;
+  std::size_t bv_ = 0;
+  double damp_ = 0;
+  bool refit_ = false;
+  std::optional<detail::gptq::factor> f_;
+};
+
 inline result<gptq_stats> gptq_quantize(ggml_type type, const float* w, std::size_t rows, std::size_t cols,
                                         const Eigen::MatrixXf& h, std::span<const float> importance,
                                         std::span<std::byte> dst, const gptq_options& opt = {}) {
@@ -431,7 +464,13 @@ inline result<gptq_stats> gptq_quantize(ggml_type type, const float* w, std::siz
     qw[j] = importance.empty() ? static_cast<float>(h(static_cast<Eigen::Index>(j), static_cast<Eigen::Index>(j)))
                                : importance[j];
 
-  SBGQ_TRY(factor f, make_factor(h, bv, opt.damp, opt.refit_scales, opt.n_threads, active_simd_level()));
+  const factor* cached = opt.factor_cache ? opt.factor_cache->find(&h, bv, opt.damp, opt.refit_scales) : nullptr;
+  factor made;
+  if (!cached) {
+    SBGQ_TRY(made, make_factor(h, bv, opt.damp, opt.refit_scales, opt.n_threads, active_simd_level()));
+    if (opt.factor_cache) cached = &opt.factor_cache->keep(&h, bv, opt.damp, opt.refit_scales, std::move(made));
+  }
+  const factor& f = cached ? *cached : made;
   st.damp_retries = f.retries;
   st.dead_columns = f.n_dead;
 
@@ -511,7 +550,7 @@ inline result<gptq_stats> gptq_quantize(ggml_type type, const float* w, std::siz
       }
     }
   });
-  f = factor{};  // release before the objectives
+  made = factor{};  // release before the objectives (a cached factor stays for the next block)
 
   if (opt.compute_objectives) {
     std::vector<std::byte> own;

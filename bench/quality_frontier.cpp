@@ -57,6 +57,7 @@ struct variant {
   double target_bpw;
   bool rotate, gauge, gptq;
   std::string size_of = {};  ///< auto by measured KLD at the size of this llama.cpp file ("Q4_K_M")
+  bool embedding_weights = false;  ///< gptq: token_embd weighted by the residual stream's readers
 };
 
 std::string variant_name(const variant& v) {
@@ -71,6 +72,7 @@ std::string variant_name(const variant& v) {
   if (v.rotate) n += " +rot";
   if (v.gauge) n += " +gauge";
   n += v.gptq ? " gptq" : " plain";
+  if (v.gptq && v.embedding_weights) n += " +embw";
   return n;
 }
 
@@ -220,6 +222,7 @@ int main(int argc, char** argv) {
   for (double b : {4.5, 4.75, 5.0, 5.5})
     for (bool gptq : {false, true}) variants.push_back({"auto", b, false, false, gptq});
   for (const char* size_of : {"IQ4_XS", "Q4_K_M"}) variants.push_back({"auto", 0, false, false, true, size_of});
+  for (const char* r : {"llama-q4_k_m", "llama-iq4_xs"}) variants.push_back({r, 0, false, false, true, {}, true});
   for (auto v : variants) {
     const std::string label = variant_name(v);
     if (!wanted(label)) continue;
@@ -243,6 +246,7 @@ int main(int argc, char** argv) {
     o.seed = 1;
     o.gauge = v.gauge;
     o.rounding = v.gptq ? sbgq::rounding_mode::gptq : sbgq::rounding_mode::plain;
+    o.weigh_embedding = v.embedding_weights;
     o.n_threads = n_threads;
     config c;
     c.name = label;

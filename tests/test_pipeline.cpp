@@ -7,6 +7,7 @@
 //   - auto stays inside its budget and uses it; bad input fails clearly, writes nothing.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -22,9 +23,12 @@
 #include "sbgq/convert.hpp"
 #include "sbgq/io/gguf.hpp"
 #include "sbgq/pipeline.hpp"
+#include "sbgq/engine/embedding_weights.hpp"
 #include "sbgq/quantize.hpp"
+#include "sbgq/quant/sensitivity_map.hpp"
 #include "sbgq/model/weights.hpp"
 #include "support/oracle.hpp"
+#include "support/rng.hpp"
 
 namespace {
 
@@ -252,6 +256,7 @@ TEST_CASE("every recipe loads in libllama and stays close to the F32 model") {
     o.seed = 7;
     o.gauge = v.gauge;
     o.rounding = v.gptq ? sbgq::rounding_mode::gptq : sbgq::rounding_mode::plain;
+    o.weigh_embedding = v.gptq;  // the optional embedding weights, with every other stage
     std::vector<sbgq::progress_stage> stages;
     std::size_t n_quantize_events = 0;
     o.progress = [&](const sbgq::progress_event& e) {
@@ -277,6 +282,29 @@ TEST_CASE("every recipe loads in libllama and stays close to the F32 model") {
       CHECK(std::string_view(doc["recipe"].get_string().value()) == rep.recipe);
     }
     if (v.gauge) CHECK_FALSE(rep.layer_notes.empty());  // the solver reports on every layer
+    if (v.gptq) {  // the head too, under its own X^T X, written after the layers
+      const auto n_layers = sbgq::load_qwen35_config(model_dir).value().num_hidden_layers;
+      std::size_t head = rep.tensors.size(), last_blk = 0;
+      for (std::size_t k = 0; k < rep.tensors.size(); ++k) {
+        const std::string& n = rep.tensors[k].name;
+        if (n == "output.weight") head = k;
+        if (n.rfind("blk.", 0) == 0 && std::stoi(n.substr(4)) < n_layers) last_blk = k;  // not the MTP block
+      }
+      REQUIRE(head < rep.tensors.size());
+      CHECK(head > last_blk);
+      const auto& hr = rep.tensors[head];
+      CHECK(hr.used_imatrix);
+      REQUIRE(std::isfinite(hr.objective));
+      CHECK(hr.objective < hr.objective_plain);
+      MESSAGE("head gptq: tr(dW H dW^T) " << hr.objective_plain << " -> " << hr.objective);
+      // token_embd, weighted by the readers of the residual stream, after the head.
+      std::size_t embd = rep.tensors.size();
+      for (std::size_t k = 0; k < rep.tensors.size(); ++k)
+        if (rep.tensors[k].name == "token_embd.weight") embd = k;
+      REQUIRE(embd < rep.tensors.size());
+      CHECK(embd > head);
+      CHECK(rep.tensors[embd].used_imatrix);
+    }
     const double kld = mean_kld(ref.z, logits_of(path), 8192);
     MESSAGE(label << ": " << rep.bits_per_weight() << " bits per weight, mean KLD vs F32 over " << ref.tokens.size()
                    << " tokens = " << kld);
@@ -295,6 +323,144 @@ TEST_CASE("every recipe loads in libllama and stays close to the F32 model") {
   CHECK(f.find_tensor("token_embd.weight")->type == ggml_type::q8_0);
   CHECK(f.find_tensor("output.weight")->type == ggml_type::q8_0);
   CHECK(f.find_tensor("blk.0.attn_norm.weight")->type == ggml_type::f32);
+}
+
+TEST_CASE("embedding weights: unchanged by the exact per-channel gauge, zero where nothing reads a column") {
+  const std::size_t d = 8, f = 12;
+  sbgq::test::rng r(77);
+  auto mat = [&](std::size_t rows, std::size_t cols) {
+    const auto v = r.normals(rows * cols);
+    return sbgq::matrix_f32(Eigen::Map<const sbgq::matrix_f32>(v.data(), static_cast<Eigen::Index>(rows),
+                                                                 static_cast<Eigen::Index>(cols)));
+  };
+  auto vec = [&](std::size_t n) {
+    const auto v = r.normals(n);
+    return sbgq::vector_f32(Eigen::Map<const sbgq::vector_f32>(v.data(), static_cast<Eigen::Index>(n)));
+  };
+  sbgq::layer_weights w;
+  w.kind = sbgq::layer_kind::full_attention;
+  w.attn_norm = vec(d);
+  w.post_attention_norm = vec(d);
+  w.attn_q = mat(16, d);
+  w.attn_k = mat(4, d);
+  w.attn_v = mat(4, d);
+  w.ffn_gate = mat(f, d);
+  w.ffn_up = mat(f, d);
+  const sbgq::matrix_f32 head = mat(20, d);
+  const sbgq::vector_f32 out_norm = vec(d);
+  auto weights_of = [&](const sbgq::layer_weights& lw, const sbgq::vector_f32& g_out) {
+    sbgq::embedding_weights ew(d);
+    ew.add_layer(lw, 2.0, 3.0);
+    ew.add_head_rows(head.data(), static_cast<std::size_t>(head.rows()));
+    ew.finish_head(g_out, 5.0);
+    return ew.weights();
+  };
+  const auto w0 = weights_of(w, out_norm);
+  // The gauge: a norm gain scaled per channel, the columns of its readers by the inverse.
+  sbgq::layer_weights g = w;
+  const sbgq::vector_f32 a = (vec(d).cwiseAbs().array() + 0.5f).matrix();
+  g.attn_norm = w.attn_norm.cwiseProduct(a);
+  for (sbgq::matrix_f32* m : {&g.attn_q, &g.attn_k, &g.attn_v}) *m = *m * a.cwiseInverse().asDiagonal();
+  const auto w1 = weights_of(g, out_norm);
+  double mean = 0;
+  for (std::size_t j = 0; j < d; ++j) {
+    CHECK(w1[j] == doctest::Approx(w0[j]).epsilon(1e-5));
+    mean += w0[j];
+  }
+  CHECK(mean / d == doctest::Approx(1.0));
+  // Column 3 read by nothing (every reader's column and the head's zero): weight 0.
+  sbgq::layer_weights z = w;
+  for (sbgq::matrix_f32* m : {&z.attn_q, &z.attn_k, &z.attn_v, &z.ffn_gate, &z.ffn_up}) m->col(3).setZero();
+  sbgq::embedding_weights ez(d);
+  ez.add_layer(z, 2.0, 3.0);
+  CHECK(ez.weights()[3] == 0.0f);
+  CHECK(ez.weights()[2] > 0.0f);
+}
+
+TEST_CASE("auto to a file size: the file fits and uses it; its mix as a recipe writes the same tensors") {
+  if (sanitized) return;  // the pipeline's stages run under ASan in the test above
+  // The size llama.cpp's Q4_K_M mix gives this model: the budget a user would bring.
+  sbgq::pipeline_report q4km;
+  const std::string q4km_path = run("size-q4km", base_options("llama-q4_k_m"), &q4km);
+  const std::uint64_t target = q4km.file_size;
+
+  auto o = base_options("auto");
+  o.target_size = target;
+  o.measure = sbgq::auto_measure::weight_error;
+  sbgq::pipeline_report rep;
+  const std::string path = run("size-auto", o, &rep);
+  CHECK(rep.file_size == std::filesystem::file_size(path));
+  CHECK(rep.file_size <= target);
+  CHECK(rep.file_size >= target - target / 50);  // the budget is used (the last upgrade that fits, within 2%)
+  auto f = sbgq::gguf_file::open(path).value();
+  CHECK(f.metadata().find("sbgq.auto.target_size")->get_if<std::uint64_t>() != nullptr);
+  CHECK(*f.metadata().find("sbgq.auto.target_size")->get_if<std::uint64_t>() == target);
+  CHECK(f.metadata().get_string("sbgq.auto.measure").value() == "weights");
+  CHECK(f.metadata().find("sbgq.auto.target_bpw") == nullptr);
+  // What auto measured: every quantizable tensor, at the type the file has.
+  REQUIRE_FALSE(rep.measured.empty());
+  CHECK(rep.measure_unit == "weights");
+  for (const auto& m : rep.measured) {
+    CAPTURE(m.name);
+    REQUIRE(f.find_tensor(m.name) != nullptr);
+    CHECK(f.find_tensor(m.name)->type == m.chosen);
+    CHECK(m.types.size() == m.cost.size());
+    CHECK(std::find(m.types.begin(), m.types.end(), m.chosen) != m.types.end());
+  }
+  {
+    simdjson::dom::parser parser;
+    auto doc = parser.parse(sbgq::pipeline_report_json(rep));
+    REQUIRE(!doc.error());
+    CHECK(doc["auto"]["tensors"].get_array().value().size() == rep.measured.size());
+    // The picture: one cell per measured tensor, each naming its tensor and chosen type.
+    const std::string svg = sbgq::sensitivity_svg(rep.measured, rep.measure_unit);
+    std::size_t n_cells = 0;
+    for (std::size_t at = 0; (at = svg.find("<g><title>", at)) != std::string::npos; ++at) ++n_cells;
+    CHECK(n_cells == rep.measured.size());
+    const auto& m0 = rep.measured.front();
+    CHECK(svg.find("<title>" + m0.name + ": chose " + std::string(sbgq::type_name(m0.chosen))) != std::string::npos);
+    CHECK(svg.rfind("</svg>\n") == svg.size() - 7);
+  }
+
+  // The mix, written as a rules recipe and given back, reproduces every tensor byte for byte.
+  const std::string recipe_path = tmp("size-auto-mix.json");
+  {
+    std::ofstream(recipe_path, std::ios::binary) << rep.mix_recipe;
+  }
+  sbgq::pipeline_report again;
+  const std::string again_path = run("size-auto-again", base_options(recipe_path), &again);
+  auto g = sbgq::gguf_file::open(again_path).value();
+  REQUIRE(g.tensors().size() == f.tensors().size());
+  std::size_t n_differ = 0;
+  for (const auto& t : f.tensors()) {
+    CAPTURE(t.name);
+    const auto* u = g.find_tensor(t.name);
+    REQUIRE(u != nullptr);
+    CHECK(u->type == t.type);
+    const auto x = f.tensor_data(t.name).value(), y = g.tensor_data(t.name).value();
+    REQUIRE(x.size() == y.size());
+    n_differ += std::memcmp(x.data(), y.data(), x.size()) != 0;
+  }
+  CHECK(n_differ == 0);
+  // Not trivially: the mix is not one type (auto moved bits between tensors).
+  simdjson::dom::parser parser;
+  auto doc = parser.parse(rep.mix_recipe);
+  REQUIRE_MESSAGE(!doc.error(), rep.mix_recipe);
+  CHECK(doc["rules"].get_array().value().size() > 0);
+
+  // A size below the header alone is refused before any work, naming the flag.
+  o.target_size = 1000;
+  auto bad = sbgq::run_pipeline(model_dir, tmp("size-tiny.gguf"), o);
+  REQUIRE_FALSE(bad.has_value());
+  CHECK_MESSAGE(bad.error().message().find("--target-size 1000 bytes leaves no room") != std::string::npos,
+                bad.error().message());
+  CHECK_FALSE(std::filesystem::exists(tmp("size-tiny.gguf")));
+  // Both budgets at once are refused too.
+  o.target_size = target;
+  o.target_bpw = 5;
+  auto both = sbgq::run_pipeline(model_dir, tmp("size-both.gguf"), o);
+  REQUIRE_FALSE(both.has_value());
+  CHECK(both.error().message().find("not both") != std::string::npos);
 }
 
 TEST_CASE("rotation keeps the function: written at F32, libllama gives the F32 model's logits") {

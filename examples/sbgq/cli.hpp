@@ -14,8 +14,12 @@
 
 #include <charconv>
 #include <algorithm>
+#include <cctype>
 #include <chrono>
+#include <cmath>
+#include <cstdint>
 #include <cstdio>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <unistd.h>
@@ -130,6 +134,45 @@ CLI::Option* add_count(CLI::App& app, const std::string& flags, T& value, long l
       },
       "");
   return app.add_option(flags, value, help)->check(integer_in)->type_name("N")->allow_extra_args(false);
+}
+
+/// A byte size ("4.8G", "4800MB", "4.5GiB", "123456"): K, M, G, T (with or without a B,
+/// any case) are powers of 1000, KiB, MiB, GiB, TiB powers of 1024, a bare number is bytes.
+/// Empty when the text is none of these, or not a size from 1 byte to 2^62.
+inline std::optional<std::uint64_t> parse_byte_size(std::string_view v) {
+  double x = 0;
+  const auto [ptr, ec] = std::from_chars(v.data(), v.data() + v.size(), x);
+  if (v.empty() || ec != std::errc() || !(x > 0)) return std::nullopt;
+  std::string unit(ptr, v.data() + v.size());
+  for (char& c : unit) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  if (unit.size() > 1 && unit.back() == 'b') unit.pop_back();  // "gb" -> "g", "gib" -> "gi"
+  static constexpr std::pair<const char*, double> units[] = {
+      {"", 1.0},         {"b", 1.0},      {"k", 1e3},  {"m", 1e6},  {"g", 1e9},  {"t", 1e12},
+      {"ki", 1024.0},    {"mi", 1048576.0}, {"gi", 1073741824.0}, {"ti", 1099511627776.0}};
+  for (const auto& [name, scale] : units)
+    if (unit == name) {
+      const double bytes = std::floor(x * scale);
+      if (!(bytes >= 1) || bytes > 4611686018427387904.0) return std::nullopt;
+      return static_cast<std::uint64_t>(bytes);
+    }
+  return std::nullopt;
+}
+
+/// A byte size option (parse_byte_size); a bad value is a usage error.
+inline CLI::Option* add_size(CLI::App& app, const std::string& flags, std::uint64_t& value, const std::string& help) {
+  return app
+      .add_option_function<std::string>(
+          flags,
+          [&value, flags](const std::string& v) {
+            const auto b = parse_byte_size(v);
+            if (!b)
+              throw usage_error{fmt::format("{}: expected a size such as 4.8G, 4800MB or 4.5GiB (G = 10^9 bytes, "
+                                            "GiB = 2^30), found '{}'", flags, v)};
+            value = *b;
+          },
+          help)
+      ->type_name("SIZE")
+      ->allow_extra_args(false);
 }
 
 /// The thread count option every command has (llama.cpp's -t/--threads).

@@ -25,24 +25,33 @@
 // llama-quantize's for the same recipe and importance matrix (tests/test_pipeline.cpp
 // checks it against llama_model_quantize).
 //
-// "auto" runs a first pass that measures, per tensor and candidate type, the
-// importance-weighted squared error of plain rounding on a sample of rows, then picks the
-// types (recipe.hpp, allocate_bits) under the bits-per-weight budget; the second pass is
-// the normal streamed run. token_embd has no importance statistics, so it keeps a fixed
-// type; the LM head is weighed by the final-norm statistics.
+// "auto" runs a first pass that measures, per tensor and candidate type, what it costs
+// (by default the KL-divergence the tensor alone causes, engine/sensitivity.hpp; or the
+// importance-weighted squared error of plain rounding), then picks the types (recipe.hpp,
+// allocate_bits) under a budget in bits per weight or in bytes for the whole file (the
+// header and padding counted); the second pass is the normal streamed run. The report
+// lists what was measured and the mix as a reusable rules recipe.
 //
-// Non-goals: MTP under rotation (it cannot stay exact; dropped with a notice), GPTQ for
-// the LM head (its statistics exist only after the last layer, while the converter's
-// order writes it first; it gets plain rounding).
+// With gptq the LM head is rounded under the X^T X of its input, the final-normed hidden
+// states, and token_embd under column weights from every reader of the residual stream
+// (engine/embedding_weights.hpp). Both exist only after the last layer, so these two are
+// written after the layers, not where the converter puts them (GGUF readers find tensors
+// by name). Plain rounding keeps the converter's order and llama-quantize's bytes.
+//
+// Non-goals: MTP under rotation (it cannot stay exact; dropped with a notice).
 #pragma once
 
 #include <Eigen/Dense>
 
+#include <algorithm>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
+#include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "core/base.hpp"
@@ -52,6 +61,7 @@
 #include "core/output_file.hpp"
 #include "core/progress.hpp"
 #include "engine/calibration.hpp"
+#include "engine/embedding_weights.hpp"
 #include "engine/gauged_provider.hpp"
 #include "engine/measure.hpp"
 #include "engine/sink.hpp"
@@ -79,6 +89,10 @@ enum class auto_measure : std::uint8_t {
 struct pipeline_options {
   std::string recipe = "llama-q4_k_m";  ///< built-in name or JSON file (recipe.hpp)
   double target_bpw = 0;                ///< "auto": bits per weight of all tensor data
+  /// "auto", instead of target_bpw: the whole file in at most this many bytes (the number
+  /// users think in: "fits in 8 GB"). The header and each tensor's alignment padding are
+  /// counted before the tensor data gets the rest.
+  std::uint64_t target_size = 0;
   /// "auto": what it allocates by. Measured KL-divergence gave llama.cpp's Q5_K_M quality at
   /// its Q4_K_M size on the tiny model (bench/RESULTS.md); it keeps the f32 model in memory.
   auto_measure measure = auto_measure::automatic;
@@ -99,6 +113,12 @@ struct pipeline_options {
   /// (bench/RESULTS.md); plain reproduces llama-quantize's bytes.
   rounding_mode rounding = rounding_mode::gptq;
   gptq_options gptq;                    ///< with rounding = gptq
+  /// With gptq rounding (plain reproduces llama-quantize, which has none) and an untied
+  /// head: token_embd's columns weighted by how much the readers of the residual stream
+  /// amplify them (engine/embedding_weights.hpp), token_embd written after the layers,
+  /// where those are known. Off by default: on the tiny model it moved mean KLD by less
+  /// than one standard error (bench/RESULTS.md).
+  bool weigh_embedding = false;
   bool keep_mtp = true;                 ///< keep MTP tensors (as llama.cpp's converter); never with rotation
   std::string name;                     ///< general.name; default: the directory name
   int n_threads = 0;                    ///< <= 0: all hardware threads
@@ -120,6 +140,14 @@ struct pipeline_report {
   std::uint64_t peak_rss = 0;           ///< bytes, if the platform reports it
   std::vector<std::string> notes;       ///< about the whole run
   std::vector<std::string> layer_notes; ///< the gauge solver's, "layer L: ..."
+  /// The types written, as a rules recipe (JSON, quant/recipe.hpp) that reproduces them:
+  /// `--recipe` takes it back, and users can edit it.
+  std::string mix_recipe;
+  /// "auto": what it measured per tensor (candidates, cost of each, the type chosen), and the
+  /// unit: "kld" (mean KL-divergence of the tensor alone) or "weights" (importance-weighted
+  /// squared error of plain rounding).
+  std::vector<tensor_measurement> measured;
+  std::string measure_unit;
   double bits_per_weight() const noexcept {
     return n_elements ? static_cast<double>(bytes) * 8.0 / static_cast<double>(n_elements) : 0.0;
   }
@@ -137,6 +165,11 @@ inline result<void> check_options(const pipeline_options& opt, const recipe& rc)
                     " needs calibration text (X^T X and per-layer statistics come from our forward pass; an "
                     "importance matrix holds only their diagonal): give calibration text, or plain rounding with "
                     "a llama-preset or rules recipe");
+  if (rc.kind == recipe_kind::automatic && (opt.target_bpw > 0) == (opt.target_size > 0))
+    return fail(error_code::invalid_argument,
+                std::string("recipe 'auto' needs ") + (opt.target_bpw > 0 ? "either" : "a budget:") +
+                    " a target bits per weight (--target-bpw) or a target file size (--target-size)" +
+                    (opt.target_bpw > 0 ? ", not both" : ""));
   if (opt.importance && opt.rotate != rotation_mode::none)
     return fail(error_code::invalid_argument,
                 "a given importance matrix does not describe the rotated model: pass calibration text instead");
@@ -178,13 +211,18 @@ inline result<std::vector<ggml_type>> plan_types(const recipe& rc, const std::ve
 /// The file's metadata: the converter's keys (untied when the source has its own head),
 /// then sbgq's record of the transforms and llama-quantize's imatrix provenance keys.
 inline result<void> write_header(gguf_writer& w, const hf_model& m, const tensor_source& src, const recipe& rc,
-                                 const pipeline_options& opt, std::int64_t n_chunks) {
+                                 const pipeline_options& opt, std::int64_t n_chunks, bool auto_by_output) {
   const std::uint64_t n_params = plan_n_params(src.plan());  // with the head a rotation adds
   qwen35_config cfg = m.cfg;
   if (src.find("output.weight")) cfg.tie_word_embeddings = false;
   SBGQ_TRY_VOID(add_qwen35_metadata(w, cfg, m.tok, m.dir, opt.name.empty() ? m.default_name() : opt.name, n_params,
                                     static_cast<std::uint32_t>(rc.ftype), m.n_mtp()));
   SBGQ_TRY_VOID(w.add("sbgq.recipe", rc.name));
+  if (rc.kind == recipe_kind::automatic) {  // the budget (the mix itself is every tensor's type)
+    SBGQ_TRY_VOID(w.add("sbgq.auto.measure", std::string(auto_by_output ? "kld" : "weights")));
+    if (opt.target_size > 0) SBGQ_TRY_VOID(w.add("sbgq.auto.target_size", gguf_value(opt.target_size)));
+    else SBGQ_TRY_VOID(w.add("sbgq.auto.target_bpw", gguf_value(opt.target_bpw)));
+  }
   SBGQ_TRY_VOID(w.add("sbgq.rotation", std::string(opt.rotate == rotation_mode::hadamard ? "hadamard" : "none")));
   if (opt.rotate == rotation_mode::hadamard) SBGQ_TRY_VOID(w.add("sbgq.rotation.seed", gguf_value(opt.seed)));
   SBGQ_TRY_VOID(w.add("sbgq.gauge", std::string(opt.gauge ? "exact" : "none")));
@@ -196,14 +234,96 @@ inline result<void> write_header(gguf_writer& w, const hf_model& m, const tensor
   return {};
 }
 
+/// The bits per weight of tensor data (cost_table::choose's budget) that keep the whole
+/// file within `target_size` bytes: the header, which the metadata in `w` and the plan's
+/// names fix before any type is chosen, and each tensor's worst-case alignment padding are
+/// taken off first. Errors: invalid_argument when that leaves no room for the tensor data.
+inline result<double> bpw_for_file_size(std::uint64_t target_size, const gguf_writer& w,
+                                        const std::vector<tensor_plan>& plan) {
+  std::vector<tensor_desc> descs;
+  std::uint64_t n_elements = 0;
+  for (const auto& e : plan) {
+    descs.push_back(e.desc());
+    n_elements += static_cast<std::uint64_t>(e.numel());
+  }
+  const std::uint64_t overhead = w.header_bytes(descs) + (w.metadata_alignment() - 1) * plan.size();
+  if (target_size <= overhead || n_elements == 0)
+    return fail(error_code::invalid_argument, "--target-size " + std::to_string(target_size) +
+                                                  " bytes leaves no room for the tensor data: the header and padding take " +
+                                                  std::to_string(overhead));
+  return static_cast<double>(target_size - overhead) * 8.0 / static_cast<double>(n_elements);
+}
+
+/// Whether "auto" allocates by measured KL-divergence (else by weight error), noted when
+/// the model is too large for it. Errors: invalid_argument when output_kld was asked for
+/// a model whose f32 weights exceed the limit.
+inline result<bool> auto_by_output(const pipeline_options& opt, const std::vector<tensor_plan>& plan,
+                                   const std::function<void(std::string)>& note) {
+  const auto f32_bytes = 4 * plan_n_params(plan);
+  const bool fits = f32_bytes <= opt.sensitivity.max_model_bytes;
+  if (opt.measure == auto_measure::output_kld && !fits)
+    return fail(error_code::invalid_argument,
+                "--auto-measure kld keeps the model's f32 weights in memory (" + std::to_string(f32_bytes >> 20) +
+                    " MiB, limit " + std::to_string(opt.sensitivity.max_model_bytes >> 20) +
+                    " MiB); use --auto-measure weights for a model of this size");
+  if (opt.measure == auto_measure::automatic && !fits)
+    note("auto: the model is too large for measured KL-divergence (f32 weights " + std::to_string(f32_bytes >> 20) +
+         " MiB); allocating by importance-weighted weight error");
+  return opt.measure == auto_measure::output_kld || (opt.measure == auto_measure::automatic && fits);
+}
+
+/// The order tensors are written in: the plan's, except that the global tensors named in
+/// `late` (in that order) move to just after the last decoder-layer tensor, for statistics
+/// that exist only once every layer has been seen.
+inline void write_order(const std::vector<tensor_plan>& plan, const std::vector<ggml_type>& types,
+                        std::span<const std::string_view> late, std::vector<tensor_plan>& wplan,
+                        std::vector<ggml_type>& wtypes) {
+  std::vector<std::size_t> order, moved;
+  for (std::string_view name : late)
+    for (std::size_t i = 0; i < plan.size(); ++i)
+      if (plan[i].gguf_name == name && plan[i].layer < 0) moved.push_back(i);
+  std::size_t last_layer = plan.size();
+  for (std::size_t i = 0; i < plan.size(); ++i)
+    if (plan[i].layer >= 0 && !plan[i].is_mtp) last_layer = i;
+  if (last_layer == plan.size()) moved.clear();
+  for (std::size_t i = 0; i < plan.size(); ++i) {
+    if (std::find(moved.begin(), moved.end(), i) == moved.end()) order.push_back(i);
+    if (i == last_layer) order.insert(order.end(), moved.begin(), moved.end());
+  }
+  wplan.clear();
+  wtypes.clear();
+  for (std::size_t i : order) {
+    wplan.push_back(plan[i]);
+    wtypes.push_back(types[i]);
+  }
+}
+
+/// The LM head's part of the embedding's column weights: its rows read in blocks, the
+/// final norm's gain, the mean square of the hidden states after the last layer.
+inline result<void> add_head_to(embedding_weights& ew, tensor_source& src, const calibration_session& session) {
+  const tensor_plan* head = src.find("output.weight");
+  if (!head) return {};
+  const auto rows = static_cast<std::size_t>(head->rows()), cols = static_cast<std::size_t>(head->ne[0]);
+  const std::size_t block = std::max<std::size_t>(1, (std::size_t{1} << 22) / std::max<std::size_t>(cols, 1));
+  std::vector<float> buf;
+  for (std::size_t r0 = 0; r0 < rows; r0 += block) {
+    const std::size_t r1 = std::min(rows, r0 + block);
+    SBGQ_TRY_VOID(src.rows(*head, r0, r1, buf));
+    ew.add_head_rows(buf.data(), r1 - r0);
+  }
+  SBGQ_TRY(const vector_f32 gain, src.vector("output_norm.weight"));
+  ew.finish_head(gain, embedding_weights::mean_square(session.hidden().hidden));
+  return {};
+}
+
 /// The layer loop's state: the current layer's weights after calibration and the gauge,
 /// and the statistics its tensors are quantized with.
 class layer_stage {
  public:
   layer_stage(tensor_source& src, calibration_session* session, const pipeline_options& opt,
               const std::vector<tensor_plan>& plan, const std::vector<ggml_type>& types, progress_reporter& report,
-              std::vector<std::string>& notes)
-      : src_(src), session_(session), opt_(opt), plan_(plan), types_(types), report_(report), notes_(notes) {}
+              std::vector<std::string>& notes, embedding_weights* embd = nullptr)
+      : src_(src), session_(session), opt_(opt), plan_(plan), types_(types), report_(report), notes_(notes), embd_(embd) {}
 
   /// Makes layer l current: read, calibrated over every chunk, gauged.
   result<void> enter(int l, double fraction) {
@@ -215,7 +335,9 @@ class layer_stage {
     layer_ = l;
     if (!session_) return {};
     report_(progress_event::at(progress_stage::calibrate, fraction).in_layer(l, n));
+    const double ms_in = embd_ ? embedding_weights::mean_square(session_->hidden().hidden) : 0.0;
     SBGQ_TRY_VOID(session_->run_layer(l, w_));
+    if (embd_) embd_->add_layer(w_, ms_in, embedding_weights::mean_square(session_->hidden().hidden));
     if (!opt_.gauge) return {};
     report_(progress_event::at(progress_stage::gauge, fraction).in_layer(l, n));
     gauge_options go = opt_.gauge_settings;
@@ -264,6 +386,7 @@ class layer_stage {
   const std::vector<ggml_type>& types_;
   progress_reporter& report_;
   std::vector<std::string>& notes_;
+  embedding_weights* embd_;
   layer_weights w_;
   int layer_ = -1;
 };
@@ -322,39 +445,60 @@ inline result<pipeline_report> run_pipeline(const std::string& model_dir, const 
   copt.n_threads = opt.n_threads;
   copt.dataset = opt.calibration_name;
 
+  // -- header metadata first: it does not depend on the types, and a size budget counts it
+  const bool is_auto = rc.kind == recipe_kind::automatic;
+  bool by_output = false;
+  if (is_auto) {
+    SBGQ_TRY(by_output, dp::auto_by_output(opt, plan, note));
+  }
+  const std::int64_t n_chunks = std::min<std::int64_t>(static_cast<std::int64_t>(tokens.size()) / opt.ctx,
+                                                       opt.chunks > 0 ? opt.chunks : (std::int64_t{1} << 40));
+  SBGQ_TRY_VOID(dp::write_header(sink.writer(), m, src, rc, opt, n_chunks, by_output));
+
   // -- choose
   std::vector<ggml_type> types;
-  if (rc.kind == recipe_kind::automatic) {
-    const auto f32_bytes = 4 * plan_n_params(plan);
-    const bool fits = f32_bytes <= opt.sensitivity.max_model_bytes;
-    if (opt.measure == auto_measure::output_kld && !fits)
-      return dp::fail(error_code::invalid_argument,
-                      "--auto-measure kld keeps the model's f32 weights in memory (" + std::to_string(f32_bytes >> 20) +
-                          " MiB, limit " + std::to_string(opt.sensitivity.max_model_bytes >> 20) +
-                          " MiB); use --auto-measure weights for a model of this size");
-    const bool by_output = opt.measure == auto_measure::output_kld || (opt.measure == auto_measure::automatic && fits);
-    if (opt.measure == auto_measure::automatic && !fits)
-      note("auto: the model is too large for measured KL-divergence (f32 weights " + std::to_string(f32_bytes >> 20) +
-           " MiB); allocating by importance-weighted weight error");
+  if (is_auto) {
+    double target_bpw = opt.target_bpw;
+    if (opt.target_size > 0) {
+      SBGQ_TRY(target_bpw, dp::bpw_for_file_size(opt.target_size, sink.writer(), plan));
+    }
     if (by_output) {
       sensitivity_options so = opt.sensitivity;
       so.ctx = opt.ctx;
       so.n_threads = opt.n_threads;
       const encode_options enc{opt.rounding, opt.gptq, opt.n_threads};
-      SBGQ_TRY(types, choose_auto_types_by_output(src, rc, opt.target_bpw, tokens, copt, enc, so, report, rep.notes));
+      SBGQ_TRY(types, choose_auto_types_by_output(src, rc, target_bpw, tokens, copt, enc, so, report, rep.notes,
+                                                  &rep.measured));
     } else {
-      SBGQ_TRY(types, choose_auto_types(src, rc, opt.target_bpw, tokens, copt, report, rep.notes));
+      SBGQ_TRY(types, choose_auto_types(src, rc, target_bpw, tokens, copt, report, rep.notes, &rep.measured));
     }
+    rep.measure_unit = by_output ? "kld" : "weights";
   } else {
     const bool has_imatrix = have_text || (opt.importance && !opt.importance->entries.empty());
     SBGQ_TRY(types, dp::plan_types(rc, plan, dp::facts_of(m.cfg, m.n_mtp()), has_imatrix));
   }
-
-  // -- header
-  const std::int64_t n_chunks = std::min<std::int64_t>(static_cast<std::int64_t>(tokens.size()) / opt.ctx,
-                                                       opt.chunks > 0 ? opt.chunks : (std::int64_t{1} << 40));
-  SBGQ_TRY_VOID(dp::write_header(sink.writer(), m, src, rc, opt, n_chunks));
-  SBGQ_TRY_VOID(sink.declare(plan, types));
+  // With gptq, the head waits for its statistics: written after the last layer.
+  std::vector<tensor_plan> wplan;
+  std::vector<ggml_type> wtypes;
+  // With embedding weights, token_embd waits for every layer's readers likewise (untied
+  // heads only: a tied embedding is the head too).
+  const bool head_gptq = have_text && opt.rounding == rounding_mode::gptq;
+  const bool untied = src.find("output.weight") != nullptr;
+  std::unique_ptr<embedding_weights> embd;
+  if (head_gptq && opt.weigh_embedding && untied) {
+    embd = std::make_unique<embedding_weights>(static_cast<std::size_t>(m.cfg.hidden_size));
+    note("token_embd: columns weighted by the readers of the residual stream (written after the layers)");
+  }
+  std::vector<std::string_view> late;
+  if (head_gptq) late.push_back("output.weight");
+  if (embd) late.push_back("token_embd.weight");
+  dp::write_order(plan, types, late, wplan, wtypes);
+  SBGQ_TRY_VOID(sink.declare(wplan, wtypes));
+  {
+    std::vector<tensor_desc> descs;
+    for (const auto& e : plan) descs.push_back(e.desc());
+    rep.mix_recipe = mix_recipe_json(rc.name + "-mix", descs, types);
+  }
 
   // -- stream, in file order: globals in blocks of rows; each layer read, calibrated,
   //    gauged, then its tensors quantized and written; MTP last, plain
@@ -366,24 +510,42 @@ inline result<pipeline_report> run_pipeline(const std::string& model_dir, const 
     rep.calibration_tokens = session->n_tokens();
   }
   const encode_options enc{opt.rounding, opt.gptq, opt.n_threads};
-  dp::layer_stage stage(src, session.get(), opt, plan, types, report, rep.layer_notes);
+  dp::layer_stage stage(src, session.get(), opt, wplan, wtypes, report, rep.layer_notes, embd.get());
   const int n_layers = static_cast<int>(m.cfg.num_hidden_layers);
-  for (std::size_t i = 0; i < plan.size(); ++i) {
-    const tensor_plan& e = plan[i];
+  bool after_layers = false;
+  for (std::size_t i = 0; i < wplan.size(); ++i) {
+    const tensor_plan& e = wplan[i];
     const bool in_layer = e.layer >= 0 && !e.is_mtp;
-    const double fraction = in_layer ? 0.3 + 0.7 * e.layer / std::max(1, n_layers) : e.is_mtp ? 0.99 : 0.3;
+    after_layers = after_layers || in_layer;
+    const double fraction = in_layer ? 0.3 + 0.7 * e.layer / std::max(1, n_layers) : after_layers ? 0.99 : 0.3;
     if (in_layer && e.layer != stage.layer()) SBGQ_TRY_VOID(stage.enter(e.layer, fraction));
     report(progress_event::at(progress_stage::quantize, fraction)
-               .item(i, plan.size())
+               .item(i, wplan.size())
                .in_layer(in_layer ? e.layer : -1, n_layers)
-               .on(e.gguf_name, type_name(types[i])));
-    if (in_layer)
+               .on(e.gguf_name, type_name(wtypes[i])));
+    if (in_layer) {
       SBGQ_TRY_VOID(stage.write(sink, i, enc));
-    else
+    } else if (head_gptq && e.gguf_name == "output.weight" && wtypes[i] != ggml_type::f32) {
+      // The head under the X^T X of the final-normed hidden states; their mean squares
+      // (its diagonal over the tokens) are its importance weights.
+      SBGQ_TRY(const vector_f32 gain, src.vector("output_norm.weight"));
+      const Eigen::MatrixXf h = session->head_xtx(gain);
+      std::vector<float> im(static_cast<std::size_t>(h.rows()));
+      for (Eigen::Index j = 0; j < h.rows(); ++j)
+        im[static_cast<std::size_t>(j)] = h(j, j) / static_cast<float>(std::max<std::int64_t>(1, session->n_tokens()));
+      SBGQ_TRY_VOID(sink.stream(src, i, im, enc, &h));
+    } else if (embd && e.gguf_name == "token_embd.weight" && wtypes[i] != ggml_type::f32) {
+      SBGQ_TRY_VOID(dp::add_head_to(*embd, src, *session));
+      SBGQ_TRY_VOID(sink.stream(src, i, embd->weights(), enc));
+    } else {
       SBGQ_TRY_VOID(sink.stream(src, i, {}, enc));
+    }
   }
   report(progress_event::at(progress_stage::write, 0.99).in_layer(-1, n_layers));
   SBGQ_TRY(rep.file_size, sink.finish());
+  if (opt.target_size > 0 && rep.file_size > opt.target_size)
+    note("auto: the file is " + std::to_string(rep.file_size) + " bytes, over the target of " +
+         std::to_string(opt.target_size) + ": even the cheapest types do not fit");
   rep.tensors = sink.records();
   rep.n_elements = sink.n_elements();
   rep.bytes = sink.bytes();
@@ -415,6 +577,24 @@ inline std::string pipeline_report_json(const pipeline_report& r) {
   j.key("layer_notes").begin_array(json_layout::lines);
   for (const auto& n : r.layer_notes) j.value(n);
   j.end_array();
+  if (!r.measured.empty()) {  // auto: what each tensor's candidates cost
+    j.key("auto").begin_object();
+    j.key("unit").value(r.measure_unit);
+    j.key("tensors").begin_array(json_layout::lines);
+    for (const auto& m : r.measured) {
+      j.begin_object(json_layout::inline_);
+      j.key("name").value(m.name).key("chosen").value(type_name(m.chosen));
+      j.key("types").begin_array();
+      for (ggml_type t : m.types) j.value(type_name(t));
+      j.end_array();
+      j.key("cost").begin_array();
+      for (double c : m.cost) j.value(c);
+      j.end_array();
+      j.end_object();
+    }
+    j.end_array();
+    j.end_object();
+  }
   j.key("tensors").begin_array(json_layout::lines);
   for (const auto& t : r.tensors) {
     j.begin_object(json_layout::inline_);

@@ -50,9 +50,11 @@
 #include "quant/gptq.hpp"
 #include "quant/quant_policy.hpp"
 #include "quant/recipe.hpp"
+#include "quant/sensitivity_map.hpp"
 
 // the streaming engine: source, calibration, gauge stage, measurement, sink
 #include "engine/calibration.hpp"
+#include "engine/embedding_weights.hpp"
 #include "engine/gauged_provider.hpp"
 #include "engine/measure.hpp"
 #include "engine/sink.hpp"

@@ -161,8 +161,10 @@ class cost_table {
   /// Plan entry i kept as it is (F32).
   void keep(std::size_t i) { fixed_bits_ += 32.0 * static_cast<double>(plan_[i].numel()); }
 
-  /// Chooses for `target_bpw` bits per weight of all tensor data; notes what it did.
-  std::vector<ggml_type> choose(double target_bpw, std::vector<std::string>& notes) {
+  /// Chooses for `target_bpw` bits per weight of all tensor data; notes what it did, and
+  /// lists what was measured in `measured` (if given).
+  std::vector<ggml_type> choose(double target_bpw, std::vector<std::string>& notes,
+                                std::vector<tensor_measurement>* measured = nullptr) {
     double total = 0;
     for (const auto& e : plan_) total += static_cast<double>(e.numel());
     const auto pick = allocate_bits(costs_, target_bpw * total - fixed_bits_);
@@ -177,6 +179,12 @@ class cost_table {
                   used / total, costs_.size());
     notes.push_back(buf);
     if (used > target_bpw * total * 1.0001) notes.push_back("auto: even the cheapest types exceed the target");
+    if (measured)
+      for (std::size_t i = 0; i < plan_.size(); ++i)
+        if (cost_of_[i] != npos) {
+          const tensor_cost& c = costs_[cost_of_[i]];
+          measured->push_back({plan_[i].gguf_name, c.types, c.error, types_[i]});
+        }
     return types_;
   }
 
@@ -200,11 +208,12 @@ class cost_table {
 /// Measures, per quantizable tensor of `src` and candidate type of the automatic recipe
 /// `rc`, the importance-weighted error of plain rounding (a calibration pass over every
 /// layer with options `copt`), then chooses types for `target_bpw`. Returns the type of
-/// every plan entry; notes what it chose. Errors: invalid_argument (no target), those of
+/// every plan entry; notes what it chose, and lists the costs in `measured` (if given). Errors: invalid_argument (no target), those of
 /// calibration, the source and the codecs.
 inline result<std::vector<ggml_type>> choose_auto_types(tensor_source& src, const recipe& rc, double target_bpw,
                                                         std::span<const std::int32_t> tokens, const calibration_options& copt,
-                                                        progress_reporter& report, std::vector<std::string>& notes) {
+                                                        progress_reporter& report, std::vector<std::string>& notes,
+                                                        std::vector<tensor_measurement>* measured = nullptr) {
   namespace dm = detail::measure;
   if (!(target_bpw > 0)) return dm::fail(error_code::invalid_argument, "recipe 'auto' needs a target bits per weight (--target-bpw)");
   const auto& plan = src.plan();
@@ -240,7 +249,7 @@ inline result<std::vector<ggml_type>> choose_auto_types(tensor_source& src, cons
   }
   for (std::size_t i = 0; i < plan.size(); ++i)
     if (plan[i].layer >= 0 && !plan[i].is_mtp && !is_quantizable_tensor(plan[i].desc())) costs.keep(i);
-  return costs.choose(target_bpw, notes);
+  return costs.choose(target_bpw, notes, measured);
 }
 
 /// Like choose_auto_types, but the cost of each candidate type of each quantizable tensor
@@ -255,7 +264,8 @@ inline result<std::vector<ggml_type>> choose_auto_types_by_output(tensor_source&
                                                                   std::span<const std::int32_t> tokens,
                                                                   calibration_options copt, const encode_options& enc,
                                                                   const sensitivity_options& so, progress_reporter& report,
-                                                                  std::vector<std::string>& notes) {
+                                                                  std::vector<std::string>& notes,
+                                                                  std::vector<tensor_measurement>* measured = nullptr) {
   namespace dm = detail::measure;
   if (!(target_bpw > 0)) return dm::fail(error_code::invalid_argument, "recipe 'auto' needs a target bits per weight (--target-bpw)");
   const auto& plan = src.plan();
@@ -313,7 +323,7 @@ inline result<std::vector<ggml_type>> choose_auto_types_by_output(tensor_source&
     if (plan[i].layer >= 0 && !plan[i].is_mtp && !is_quantizable_tensor(plan[i].desc())) costs.keep(i);
   notes.push_back("auto: costs are the measured mean KL-divergence of each tensor alone, on " +
                   std::to_string(sens->n_tokens()) + " calibration tokens");
-  return costs.choose(target_bpw, notes);
+  return costs.choose(target_bpw, notes, measured);
 }
 
 SBGQ_END_NAMESPACE

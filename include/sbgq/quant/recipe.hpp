@@ -25,12 +25,15 @@
 #include <algorithm>
 #include <cmath>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "../core/base.hpp"
 #include "../core/error.hpp"
+#include "../core/json.hpp"
 #include "../io/ggml_types.hpp"
 #include "../io/gguf.hpp"
 #include "../core/name_pattern.hpp"
@@ -224,11 +227,71 @@ inline result<std::vector<ggml_type>> recipe_types(const recipe& r, const model_
   return out;
 }
 
+namespace detail::rc {
+
+/// `name` as a pattern that matches it alone: anchored, every metacharacter escaped.
+inline std::string exact_pattern(std::string_view name) {
+  std::string p = "^";
+  for (char ch : name) {
+    if (std::string_view(".^$|()[]{}*+?\\").find(ch) != std::string_view::npos) p += '\\';
+    p += ch;
+  }
+  return p + "$";
+}
+
+}  // namespace detail::rc
+
+/// A rules recipe, as the JSON text parse_recipe_json reads, that gives every quantizable
+/// tensor of `tensors` the type in `types` (same order): the type with the most weights is
+/// the default and every other tensor gets an anchored rule of its own. Given back to
+/// --recipe it reproduces the mix (every types[i] is one its tensor's shape takes, as
+/// every recipe's choice is, so no shape fallback changes it); users can edit it.
+inline std::string mix_recipe_json(std::string_view name, std::span<const tensor_desc> tensors,
+                                   std::span<const ggml_type> types) {
+  std::vector<std::pair<ggml_type, std::uint64_t>> weight_of;  // type -> weights, first-seen order
+  for (std::size_t i = 0; i < tensors.size(); ++i) {
+    if (!is_quantizable_tensor(tensors[i])) continue;
+    auto it = std::find_if(weight_of.begin(), weight_of.end(), [&](const auto& p) { return p.first == types[i]; });
+    if (it == weight_of.end()) it = weight_of.insert(weight_of.end(), std::pair<ggml_type, std::uint64_t>{types[i], 0});
+    it->second += tensors[i].n_elements();
+  }
+  ggml_type dflt = ggml_type::q8_0;
+  std::uint64_t most = 0;
+  for (const auto& [t, n] : weight_of)
+    if (n > most) {
+      most = n;
+      dflt = t;
+    }
+  json_writer j;
+  j.begin_object();
+  j.key("name").value(name);
+  j.key("default").value(type_name(dflt));
+  j.key("rules").begin_array(json_layout::lines);
+  for (std::size_t i = 0; i < tensors.size(); ++i) {
+    if (!is_quantizable_tensor(tensors[i]) || types[i] == dflt) continue;
+    j.begin_object(json_layout::inline_);
+    j.key("match").value(detail::rc::exact_pattern(tensors[i].name)).key("type").value(type_name(types[i]));
+    j.end_object();
+  }
+  j.end_array();
+  j.end_object();
+  return std::move(j).str();
+}
+
 /// A tensor's measured cost at each candidate type, for choose_auto_types.
 struct tensor_cost {
   std::uint64_t n_elements = 0;
   std::vector<ggml_type> types;  ///< candidates this tensor can take, cheapest first
   std::vector<double> error;     ///< estimated importance-weighted squared error per type
+};
+
+/// What the automatic recipe measured for one tensor, for reports: its candidate types,
+/// cheapest first, the cost of each (in the measure's unit), and the type chosen.
+struct tensor_measurement {
+  std::string name;
+  std::vector<ggml_type> types;
+  std::vector<double> cost;
+  ggml_type chosen = ggml_type::f32;
 };
 
 /// Chooses one type per tensor (index into costs[i].types) minimising the summed error

@@ -58,6 +58,7 @@ struct variant {
   bool rotate, gauge, gptq;
   std::string size_of = {};  ///< auto by measured KLD at the size of this llama.cpp file ("Q4_K_M")
   bool embedding_weights = false;  ///< gptq: token_embd weighted by the residual stream's readers
+  bool quantized_inputs = false;   ///< statistics through the quantized model
 };
 
 std::string variant_name(const variant& v) {
@@ -73,6 +74,7 @@ std::string variant_name(const variant& v) {
   if (v.gauge) n += " +gauge";
   n += v.gptq ? " gptq" : " plain";
   if (v.gptq && v.embedding_weights) n += " +embw";
+  if (v.quantized_inputs) n += " +qin";
   return n;
 }
 
@@ -223,6 +225,9 @@ int main(int argc, char** argv) {
     for (bool gptq : {false, true}) variants.push_back({"auto", b, false, false, gptq});
   for (const char* size_of : {"IQ4_XS", "Q4_K_M"}) variants.push_back({"auto", 0, false, false, true, size_of});
   for (const char* r : {"llama-q4_k_m", "llama-iq4_xs"}) variants.push_back({r, 0, false, false, true, {}, true});
+  for (const char* r : {"llama-q4_k_m", "llama-iq4_xs"})
+    for (bool gptq : {false, true}) variants.push_back({r, 0, false, false, gptq, {}, false, true});
+  for (const char* size_of : {"IQ4_XS", "Q4_K_M"}) variants.push_back({"auto", 0, false, false, true, size_of, false, true});
   for (auto v : variants) {
     const std::string label = variant_name(v);
     if (!wanted(label)) continue;
@@ -247,6 +252,7 @@ int main(int argc, char** argv) {
     o.gauge = v.gauge;
     o.rounding = v.gptq ? sbgq::rounding_mode::gptq : sbgq::rounding_mode::plain;
     o.weigh_embedding = v.embedding_weights;
+    o.quantized_inputs = v.quantized_inputs;
     o.n_threads = n_threads;
     config c;
     c.name = label;

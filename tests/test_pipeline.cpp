@@ -325,6 +325,72 @@ TEST_CASE("every recipe loads in libllama and stays close to the F32 model") {
   CHECK(f.find_tensor("blk.0.attn_norm.weight")->type == ggml_type::f32);
 }
 
+TEST_CASE("quantized inputs: each layer's statistics come from the model as written before it") {
+  // Oracle: our calibration run on the written file's own dequantized weights. Every tensor
+  // that reads a layer's input (attn_norm's readers) sees there exactly the states that the
+  // file's embedding and earlier layers produce, so its statistics must be the pipeline's.
+  auto o = base_options("llama-q4_k_m");
+  o.rounding = sbgq::rounding_mode::gptq;
+  o.quantized_inputs = true;
+  sbgq::pipeline_report rep;
+  const std::string path = run("qin", o, &rep);
+  auto cfg = sbgq::load_qwen35_config(model_dir).value();
+  auto tok = sbgq::tokenizer::load(model_dir + "/tokenizer.json", 8192).value();
+  const auto ids = tok.encode(calib_text()).value();
+  auto file = sbgq::gguf_file::open(path).value();
+  sbgq::gguf_weight_provider written(file, cfg, 2);
+  sbgq::calibration_options co;
+  co.ctx = o.ctx;
+  co.max_chunks = o.chunks;
+  co.n_threads = 2;
+  auto direct = sbgq::collect_calibration(cfg, written, ids, co);
+  REQUIRE(direct.has_value());
+  // The f32 model's statistics, which the inputs of later layers must differ from.
+  auto ckpt = sbgq::safetensors_checkpoint::open(model_dir).value();
+  sbgq::safetensors_weight_provider f32(ckpt, cfg);
+  auto plain = sbgq::collect_calibration(cfg, f32, ids, co);
+  REQUIRE(plain.has_value());
+  auto rel = [](const std::vector<float>& a, const std::vector<float>& b) {
+    double num = 0, den = 0;
+    for (std::size_t i = 0; i < a.size(); ++i) {
+      num += (static_cast<double>(a[i]) - b[i]) * (static_cast<double>(a[i]) - b[i]);
+      den += static_cast<double>(b[i]) * b[i];
+    }
+    return std::sqrt(num / den);
+  };
+  std::size_t checked = 0;
+  double worst = 0, least_moved = 1e30;
+  for (const auto& [name, e] : rep.statistics.entries) {
+    const std::string suffix = name.substr(name.find('.', 4) + 1);
+    const auto* kind = sbgq::find_layer_tensor_kind(suffix);
+    if (!kind || kind->reads != sbgq::activation_space::attn_normed) continue;
+    CAPTURE(name);
+    const auto it = direct->im.entries.find(name);
+    REQUIRE(it != direct->im.entries.end());
+    CHECK(e.counts == it->second.counts);
+    REQUIRE(e.sum2.size() == it->second.sum2.size());
+    const double d = rel(e.sum2, it->second.sum2);
+    CHECK(d < 1e-6);
+    worst = std::max(worst, d);
+    ++checked;
+    least_moved = std::min(least_moved, rel(e.sum2, plain->im.entries.at(name).sum2));  // layer 0: token_embd as written
+  }
+  CHECK(checked >= cfg.num_hidden_layers);
+  CHECK(least_moved > 1e-4);  // measured ~1e-2: the quantized layers before it moved the inputs
+  MESSAGE("quantized inputs: " << checked << " input-side entries equal a direct run on the written file to " << worst
+                               << " (relative); they differ from the f32 model's by at least " << least_moved);
+  // The file is a working model.
+  const double kld = mean_kld(f32_logits().z, logits_of(path), 8192);
+  MESSAGE("quantized inputs (gptq, q4_k_m mix): mean KLD vs F32 = " << kld);
+  CHECK(kld < 0.01);
+  // Not with the embedding weights, which write token_embd after the layers.
+  o.weigh_embedding = true;
+  auto bad = sbgq::run_pipeline(model_dir, tmp("qin-embw.gguf"), o);
+  REQUIRE_FALSE(bad.has_value());
+  CHECK(bad.error().code == sbgq::error_code::invalid_argument);
+  CHECK_FALSE(std::filesystem::exists(tmp("qin-embw.gguf")));
+}
+
 TEST_CASE("embedding weights: unchanged by the exact per-channel gauge, zero where nothing reads a column") {
   const std::size_t d = 8, f = 12;
   sbgq::test::rng r(77);

@@ -38,6 +38,8 @@ int cmd_pipeline(parser& p, const words& w) {
   app.add_flag_callback("--no-mtp", [&] { o.keep_mtp = false; }, "leave out the MTP block");
   app.add_flag_callback("--embedding-weights", [&] { o.weigh_embedding = true; },
                         "gptq: weigh token_embd's columns by the readers of the residual stream (experimental)");
+  app.add_flag_callback("--quantized-inputs", [&] { o.quantized_inputs = true; },
+                        "each layer's statistics from the hidden states of the layers before it as quantized");
   app.add_option("--name", o.name, "general.name")->type_name("NAME");
   add_threads(app, o.n_threads);
   app.add_option("--report", report_path, "write the per-tensor report as JSON")->type_name("FILE");

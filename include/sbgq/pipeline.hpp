@@ -119,6 +119,12 @@ struct pipeline_options {
   /// where those are known. Off by default: on the tiny model it moved mean KLD by less
   /// than one standard error (bench/RESULTS.md).
   bool weigh_embedding = false;
+  /// Calibration through the quantized model: each layer's statistics (importance, X^T X)
+  /// from the hidden states that the embedding and the layers before it produce as they
+  /// were written (their dequantized values), as GPTQ runs layer after layer; plain:
+  /// every layer's statistics from the f32 model. Costs a second forward pass of each
+  /// layer and keeps the layer's values until it is done (bench/RESULTS.md).
+  bool quantized_inputs = false;
   bool keep_mtp = true;                 ///< keep MTP tensors (as llama.cpp's converter); never with rotation
   std::string name;                     ///< general.name; default: the directory name
   int n_threads = 0;                    ///< <= 0: all hardware threads
@@ -148,6 +154,9 @@ struct pipeline_report {
   /// squared error of plain rounding).
   std::vector<tensor_measurement> measured;
   std::string measure_unit;
+  /// The importance statistics the run calibrated with (empty without calibration text;
+  /// not in the JSON report).
+  imatrix statistics;
   double bits_per_weight() const noexcept {
     return n_elements ? static_cast<double>(bytes) * 8.0 / static_cast<double>(n_elements) : 0.0;
   }
@@ -170,6 +179,13 @@ inline result<void> check_options(const pipeline_options& opt, const recipe& rc)
                 std::string("recipe 'auto' needs ") + (opt.target_bpw > 0 ? "either" : "a budget:") +
                     " a target bits per weight (--target-bpw) or a target file size (--target-size)" +
                     (opt.target_bpw > 0 ? ", not both" : ""));
+  if (opt.quantized_inputs && opt.calibration_text.empty())
+    return fail(error_code::invalid_argument,
+                "calibration through the quantized model (quantized inputs) needs calibration text");
+  if (opt.quantized_inputs && opt.weigh_embedding)
+    return fail(error_code::invalid_argument,
+                "quantized inputs and embedding weights cannot be combined: the first layer's inputs are "
+                "token_embd as written, and embedding weights write it after the layers");
   if (opt.importance && opt.rotate != rotation_mode::none)
     return fail(error_code::invalid_argument,
                 "a given importance matrix does not describe the rotated model: pass calibration text instead");
@@ -316,6 +332,22 @@ inline result<void> add_head_to(embedding_weights& ew, tensor_source& src, const
   return {};
 }
 
+/// Quantized inputs: the calibration's embedded rows as token_embd reads back from the file
+/// (its rows are encoded one by one without statistics, so the rows looked up are encoded
+/// exactly as the whole tensor is).
+inline result<void> embed_as_written(calibration_session& session, const std::vector<tensor_plan>& wplan,
+                                     const std::vector<ggml_type>& wtypes, const encode_options& enc) {
+  for (std::size_t i = 0; i < wplan.size(); ++i) {
+    if (wplan[i].gguf_name != "token_embd.weight") continue;
+    const ggml_type t = wtypes[i];
+    return session.replace_inputs([&](matrix_f32& x) {
+      return encode_decode(t, "token_embd.weight", x.data(), static_cast<std::size_t>(x.rows()),
+                           static_cast<std::size_t>(x.cols()), {}, nullptr, enc);
+    });
+  }
+  return fail(error_code::internal, "no token_embd.weight in the plan");
+}
+
 /// The layer loop's state: the current layer's weights after calibration and the gauge,
 /// and the statistics its tensors are quantized with.
 class layer_stage {
@@ -327,6 +359,7 @@ class layer_stage {
 
   /// Makes layer l current: read, calibrated over every chunk, gauged.
   result<void> enter(int l, double fraction) {
+    SBGQ_TRY_VOID(leave());
     const int n = static_cast<int>(src_.config().num_hidden_layers);
     if (session_) session_->clear_xtx();
     report_(progress_event::at(progress_stage::read, fraction).in_layer(l, n));
@@ -335,9 +368,14 @@ class layer_stage {
     layer_ = l;
     if (!session_) return {};
     report_(progress_event::at(progress_stage::calibrate, fraction).in_layer(l, n));
-    const double ms_in = embd_ ? embedding_weights::mean_square(session_->hidden().hidden) : 0.0;
-    SBGQ_TRY_VOID(session_->run_layer(l, w_));
-    if (embd_) embd_->add_layer(w_, ms_in, embedding_weights::mean_square(session_->hidden().hidden));
+    if (opt_.quantized_inputs) {  // the states move on in leave(), through the layer as written
+      SBGQ_TRY_VOID(session_->observe_layer(l, w_));
+      pending_ = true;
+    } else {
+      const double ms_in = embd_ ? embedding_weights::mean_square(session_->hidden().hidden) : 0.0;
+      SBGQ_TRY_VOID(session_->run_layer(l, w_));
+      if (embd_) embd_->add_layer(w_, ms_in, embedding_weights::mean_square(session_->hidden().hidden));
+    }
     if (!opt_.gauge) return {};
     report_(progress_event::at(progress_stage::gauge, fraction).in_layer(l, n));
     gauge_options go = opt_.gauge_settings;
@@ -346,6 +384,16 @@ class layer_stage {
     return gauge_layer(src_.config(), l, w_, *session_, type_of_tensor, go, notes_);
   }
   int layer() const noexcept { return layer_; }
+
+  /// With quantized inputs: once every tensor of the current layer is written, moves the
+  /// hidden states through the layer as written. Otherwise (and when done) nothing.
+  result<void> leave() {
+    if (!pending_) return {};
+    pending_ = false;
+    SBGQ_TRY_VOID(session_->advance_layer(layer_, w_));
+    w_ = layer_weights{};
+    return {};
+  }
 
   /// Plan entry i of the current layer: its values, importance and X^T X, written to the sink.
   result<void> write(gguf_sink& sink, std::size_t i, const encode_options& enc) {
@@ -361,8 +409,15 @@ class layer_stage {
     }
     SBGQ_TRY_VOID(sink.write(i, ref->data, ref->rows, ref->cols, im, h, enc));
     // Peak memory: the tensor's f32 values, and its X^T X once no later tensor of this
-    // layer reads the same input, are not needed any more.
-    release_layer_tensor(w_, e.gguf_name);
+    // layer reads the same input, are not needed any more -- unless the hidden states go
+    // on through the layer as written: then its values become those the file holds.
+    if (pending_) {
+      if (types_[i] != ggml_type::f32)
+        SBGQ_TRY_VOID(dequantize_rows(types_[i], sink.last_written(), ref->rows, ref->cols,
+                                      std::span<float>(ref->data, ref->rows * ref->cols), opt_.n_threads));
+    } else {
+      release_layer_tensor(w_, e.gguf_name);
+    }
     if (h) {
       const std::string space = input_space_of(e.gguf_name);
       bool later = false;
@@ -389,6 +444,7 @@ class layer_stage {
   embedding_weights* embd_;
   layer_weights w_;
   int layer_ = -1;
+  bool pending_ = false;  ///< quantized inputs: layer_'s states not yet moved on
 };
 
 }  // namespace detail::pipe
@@ -510,6 +566,7 @@ inline result<pipeline_report> run_pipeline(const std::string& model_dir, const 
     rep.calibration_tokens = session->n_tokens();
   }
   const encode_options enc{opt.rounding, opt.gptq, opt.n_threads};
+  if (opt.quantized_inputs) SBGQ_TRY_VOID(dp::embed_as_written(*session, wplan, wtypes, enc));
   dp::layer_stage stage(src, session.get(), opt, wplan, wtypes, report, rep.layer_notes, embd.get());
   const int n_layers = static_cast<int>(m.cfg.num_hidden_layers);
   bool after_layers = false;
@@ -519,6 +576,7 @@ inline result<pipeline_report> run_pipeline(const std::string& model_dir, const 
     after_layers = after_layers || in_layer;
     const double fraction = in_layer ? 0.3 + 0.7 * e.layer / std::max(1, n_layers) : after_layers ? 0.99 : 0.3;
     if (in_layer && e.layer != stage.layer()) SBGQ_TRY_VOID(stage.enter(e.layer, fraction));
+    if (!in_layer && after_layers) SBGQ_TRY_VOID(stage.leave());
     report(progress_event::at(progress_stage::quantize, fraction)
                .item(i, wplan.size())
                .in_layer(in_layer ? e.layer : -1, n_layers)
@@ -541,6 +599,8 @@ inline result<pipeline_report> run_pipeline(const std::string& model_dir, const 
       SBGQ_TRY_VOID(sink.stream(src, i, {}, enc));
     }
   }
+  SBGQ_TRY_VOID(stage.leave());
+  if (session) rep.statistics = session->finish().im;
   report(progress_event::at(progress_stage::write, 0.99).in_layer(-1, n_layers));
   SBGQ_TRY(rep.file_size, sink.finish());
   if (opt.target_size > 0 && rep.file_size > opt.target_size)

@@ -144,18 +144,45 @@ class calibration_session {
   /// Runs every chunk through layer l (layers in order, each once), accumulating its
   /// statistics (and X^T X with collect_xtx).
   result<void> run_layer(int l, const layer_weights& w) {
-    for_each_group([&](activations& part) { return sbgq::run_layer(c_, l, w, part, &obs_, opt_.n_threads); });
+    for_each_group([&](activations& part) { return sbgq::run_layer(c_, l, w, part, &obs_, opt_.n_threads); }, true);
     return status_;
+  }
+
+  /// Layer l's statistics without moving the hidden states on: with advance_layer() after
+  /// it, the states that leave layer l can come from other weights (its quantized ones)
+  /// than those its statistics were taken with.
+  result<void> observe_layer(int l, const layer_weights& w) {
+    for_each_group([&](activations& part) { return sbgq::run_layer(c_, l, w, part, &obs_, opt_.n_threads); }, false);
+    return status_;
+  }
+
+  /// Moves the hidden states through layer l with weights `w`, collecting nothing.
+  result<void> advance_layer(int l, const layer_weights& w) {
+    for_each_group([&](activations& part) { return sbgq::run_layer(c_, l, w, part, nullptr, opt_.n_threads); }, true);
+    return status_;
+  }
+
+  /// Replaces the embedded rows before the first layer (e.g. by the rows as they read back
+  /// from the file): f(hidden) may change values, not the shape.
+  template <class F>
+  result<void> replace_inputs(F&& f) {
+    const Eigen::Index r = all_.hidden.rows(), c = all_.hidden.cols();
+    SBGQ_TRY_VOID(f(all_.hidden));
+    if (all_.hidden.rows() != r || all_.hidden.cols() != c)
+      return error(error_code::internal, "calibrate", "replace_inputs changed the shape of the hidden states");
+    return {};
   }
 
   /// The LM head's statistics (output.weight, or token_embd.weight when tied): only the
   /// final norm and the head are read. Call after the last layer.
   result<void> run_output(const global_weights& g) {
-    for_each_group([&](activations& part) -> result<void> {
-      SBGQ_TRY(matrix_f32 z, logits(g, c_, part, &obs_, opt_.n_threads));
-      (void)z;
-      return {};
-    });
+    for_each_group(
+        [&](activations& part) -> result<void> {
+          SBGQ_TRY(matrix_f32 z, logits(g, c_, part, &obs_, opt_.n_threads));
+          (void)z;
+          return {};
+        },
+        false);
     return status_;
   }
 
@@ -197,8 +224,9 @@ class calibration_session {
   calibration_session(const qwen35_config& c, const calibration_options& opt)
       : c_(c), opt_(opt), obs_(res_.im, opt_) {}
 
+  /// f over every group of chunks; write_back: keep what f made of the hidden states.
   template <class F>
-  void for_each_group(F&& f) {
+  void for_each_group(F&& f, bool write_back) {
     if (!status_) return;
     const std::int64_t ctx = opt_.ctx, n = res_.n_chunks;
     const std::int64_t group = std::max<std::int64_t>(1, opt_.group_chunks);
@@ -215,7 +243,7 @@ class calibration_session {
         status_ = std::move(r).error();
         return;
       }
-      all_.hidden.middleRows(s0 * ctx, ns * ctx) = part_.hidden;
+      if (write_back) all_.hidden.middleRows(s0 * ctx, ns * ctx) = part_.hidden;
     }
   }
 

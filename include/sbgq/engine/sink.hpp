@@ -266,6 +266,9 @@ class gguf_sink {
     return ec ? std::uint64_t{0} : static_cast<std::uint64_t>(size);
   }
 
+  /// The encoded bytes of the tensor write() wrote last (valid until the next write or stream).
+  std::span<const std::byte> last_written() const noexcept { return buf_; }
+
   const std::vector<tensor_record>& records() const noexcept { return records_; }
   std::uint64_t n_elements() const noexcept { return n_elements_; }
   std::uint64_t bytes() const noexcept { return bytes_; }

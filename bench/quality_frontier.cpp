@@ -223,7 +223,8 @@ int main(int argc, char** argv) {
     for (bool rot : {false, true}) variants.push_back({r, 0, rot, true, false});
   for (double b : {4.5, 4.75, 5.0, 5.5})
     for (bool gptq : {false, true}) variants.push_back({"auto", b, false, false, gptq});
-  for (const char* size_of : {"IQ4_XS", "Q4_K_M"}) variants.push_back({"auto", 0, false, false, true, size_of});
+  for (const char* size_of : {"IQ4_XS", "Q4_K_M"})
+    for (bool gptq : {true, false}) variants.push_back({"auto", 0, false, false, gptq, size_of});
   for (const char* r : {"llama-q4_k_m", "llama-iq4_xs"}) variants.push_back({r, 0, false, false, true, {}, true});
   for (const char* r : {"llama-q4_k_m", "llama-iq4_xs"})
     for (bool gptq : {false, true}) variants.push_back({r, 0, false, false, gptq, {}, false, true});

@@ -165,6 +165,32 @@ TEST_CASE("auto by measured KL-divergence stays inside its budget") {
   bool noted = false;
   for (const auto& n : r->notes) noted = noted || n.find("measured mean KL-divergence") != std::string::npos;
   CHECK(noted);
+  // The head is measured as the pipeline writes it: under gptq with its own X^T X, which
+  // costs less than plain rounding at every type gptq can write.
+  auto head_costs = [](const sbgq::pipeline_report& rep) {
+    for (const auto& m : rep.measured)
+      if (m.name == "output.weight") return m;
+    FAIL("no measurement of output.weight");
+    return sbgq::tensor_measurement{};
+  };
+  const auto gptq = head_costs(*r);
+  o.rounding = sbgq::rounding_mode::plain;
+  auto p = sbgq::run_pipeline(model_dir, out, o);
+  REQUIRE_MESSAGE(p.has_value(), (p ? "" : p.error().message()));
+  const auto plain = head_costs(*p);
+  REQUIRE(gptq.types == plain.types);
+  std::size_t lower = 0;
+  for (std::size_t k = 0; k < gptq.types.size(); ++k) {
+    CAPTURE(sbgq::type_name(gptq.types[k]));
+    MESSAGE("head at " << sbgq::type_name(gptq.types[k]) << ": KLD " << plain.cost[k] << " plain, " << gptq.cost[k] << " gptq");
+    if (sbgq::gptq_supported(gptq.types[k])) {
+      CHECK(gptq.cost[k] < plain.cost[k]);
+      ++lower;
+    } else {
+      CHECK(gptq.cost[k] == plain.cost[k]);  // no gptq for this type: the same plain bytes
+    }
+  }
+  CHECK(lower >= 3);
   std::filesystem::remove(out);
 }
 #endif

@@ -390,6 +390,15 @@ class layer_stage {
   result<void> leave() {
     if (!pending_) return {};
     pending_ = false;
+    for (const written_tensor& t : written_) {  // the layer as the file holds it
+      const auto* k = find_layer_tensor_kind(layer_tensor_suffix(t.name));
+      if (!k || !k->matrix) return fail(error_code::internal, "no layer matrix for " + t.name);
+      matrix_f32& m = w_.*(k->matrix);
+      m.resize(static_cast<Eigen::Index>(t.rows), static_cast<Eigen::Index>(t.cols));
+      SBGQ_TRY_VOID(dequantize_rows(t.type, t.bytes, t.rows, t.cols, std::span<float>(m.data(), t.rows * t.cols),
+                                    opt_.n_threads));
+    }
+    written_.clear();
     SBGQ_TRY_VOID(session_->advance_layer(layer_, w_));
     w_ = layer_weights{};
     return {};
@@ -411,11 +420,13 @@ class layer_stage {
     // Peak memory: the tensor's f32 values, and its X^T X once no later tensor of this
     // layer reads the same input, are not needed any more -- unless the hidden states go
     // on through the layer as written: then its values become those the file holds.
-    if (pending_) {
-      if (types_[i] != ggml_type::f32)
-        SBGQ_TRY_VOID(dequantize_rows(types_[i], sink.last_written(), ref->rows, ref->cols,
-                                      std::span<float>(ref->data, ref->rows * ref->cols), opt_.n_threads));
-    } else {
+    // Until then its bytes (a fraction of its f32 size) wait beside the layer, which keeps
+    // the peak of a layer's gptq where it was.
+    if (!pending_ || types_[i] != ggml_type::f32) {  // f32 tensors stay as they are
+      if (pending_) {
+        const auto b = sink.last_written();
+        written_.push_back({e.gguf_name, types_[i], ref->rows, ref->cols, std::vector<std::byte>(b.begin(), b.end())});
+      }
       release_layer_tensor(w_, e.gguf_name);
     }
     if (h) {
@@ -445,6 +456,13 @@ class layer_stage {
   layer_weights w_;
   int layer_ = -1;
   bool pending_ = false;  ///< quantized inputs: layer_'s states not yet moved on
+  struct written_tensor {
+    std::string name;
+    ggml_type type;
+    std::size_t rows, cols;
+    std::vector<std::byte> bytes;
+  };
+  std::vector<written_tensor> written_;  ///< quantized inputs: the current layer's tensors as written
 };
 
 }  // namespace detail::pipe
@@ -588,10 +606,7 @@ inline result<pipeline_report> run_pipeline(const std::string& model_dir, const 
       // (its diagonal over the tokens) are its importance weights.
       SBGQ_TRY(const vector_f32 gain, src.vector("output_norm.weight"));
       const Eigen::MatrixXf h = session->head_xtx(gain);
-      std::vector<float> im(static_cast<std::size_t>(h.rows()));
-      for (Eigen::Index j = 0; j < h.rows(); ++j)
-        im[static_cast<std::size_t>(j)] = h(j, j) / static_cast<float>(std::max<std::int64_t>(1, session->n_tokens()));
-      SBGQ_TRY_VOID(sink.stream(src, i, im, enc, &h));
+      SBGQ_TRY_VOID(sink.stream(src, i, session->mean_squares(h), enc, &h));
     } else if (embd && e.gguf_name == "token_embd.weight" && wtypes[i] != ggml_type::f32) {
       SBGQ_TRY_VOID(dp::add_head_to(*embd, src, *session));
       SBGQ_TRY_VOID(sink.stream(src, i, embd->weights(), enc));

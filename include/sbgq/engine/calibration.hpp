@@ -208,6 +208,15 @@ class calibration_session {
     return h;
   }
 
+  /// The importance weights that go with an X^T X of this session's tokens: its diagonal
+  /// over the tokens, the mean square of each input column (as an imatrix entry holds).
+  std::vector<float> mean_squares(const Eigen::MatrixXf& xtx) const {
+    std::vector<float> im(static_cast<std::size_t>(xtx.rows()));
+    const auto n = static_cast<float>(std::max<std::int64_t>(1, res_.n_tokens));
+    for (Eigen::Index j = 0; j < xtx.rows(); ++j) im[static_cast<std::size_t>(j)] = xtx(j, j) / n;
+    return im;
+  }
+
   /// Statistics of every layer run so far.
   imatrix& stats() noexcept { return res_.im; }
   /// X^T X of the layers run since the last clear_xtx(), keyed by input space.

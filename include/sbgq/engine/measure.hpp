@@ -6,7 +6,7 @@
 // What is measured: every decoder-layer matrix on a sample of at most 128 rows, weighed by
 // its imatrix from a calibration pass; the LM head on 512 sampled rows, weighed by the
 // final-normed hidden states' mean squares (its statistics, without running the head);
-// token_embd and MTP tensors keep fixed types (the recipe's auto_token_embd; q8_0).
+// token_embd and MTP tensors keep fixed types (the recipe's auto_token_embd and auto_mtp).
 // choose_auto_types_by_output measures instead what the allocation needs: the mean
 // KL-divergence each tensor alone causes at each candidate type, under the rounding that
 // will be used (engine/sensitivity.hpp), token_embd and the head included.
@@ -245,7 +245,7 @@ inline result<std::vector<ggml_type>> choose_auto_types(tensor_source& src, cons
       SBGQ_TRY_VOID(costs.measure(i, sample.data(), pick.size(), cols, head_im, rows));
       continue;
     }
-    SBGQ_TRY_VOID(costs.fix(i, e.gguf_name == "token_embd.weight" ? rc.auto_token_embd : ggml_type::q8_0));
+    SBGQ_TRY_VOID(costs.fix(i, e.gguf_name == "token_embd.weight" ? rc.auto_token_embd : rc.auto_mtp));
   }
   for (std::size_t i = 0; i < plan.size(); ++i)
     if (plan[i].layer >= 0 && !plan[i].is_mtp && !is_quantizable_tensor(plan[i].desc())) costs.keep(i);
@@ -253,9 +253,10 @@ inline result<std::vector<ggml_type>> choose_auto_types(tensor_source& src, cons
 }
 
 /// Like choose_auto_types, but the cost of each candidate type of each quantizable tensor
-/// (layer matrices, the head and token_embd; MTP tensors stay Q8_0) is the mean
+/// (layer matrices, the head and token_embd; MTP tensors get the recipe's auto_mtp) is the mean
 /// KL-divergence of the model with only that tensor quantized at that type -- encoded with
-/// `enc` (gptq with the calibration's X^T X for layer matrices; plain for the globals) --
+/// `enc` as the pipeline's sink will (gptq with the calibration's X^T X for layer matrices
+/// and an untied head; plain for token_embd) --
 /// against the unquantized model, on the sample `so` of the calibration tokens. The
 /// allocation then minimises the summed effect under the budget (the effects add up:
 /// bench/RESULTS.md, "Error budget"). Errors: as choose_auto_types, and those of the
@@ -300,8 +301,17 @@ inline result<std::vector<ggml_type>> choose_auto_types_by_output(tensor_source&
     const auto im = dm::weights_of(&session->stats(), plan[i].gguf_name);
     return measure(i, ref.data, ref.rows, ref.cols, im, h, [&] { return sens->kld_with_layer(l, w); });
   }));
-  // The globals, encoded as the sink writes them: plain rounding without statistics.
+  // The globals, encoded as the sink writes them: token_embd with plain rounding and no
+  // statistics; an untied head under gptq with the X^T X of the final-normed hidden states
+  // (its diagonal over the tokens as importance), plain without statistics otherwise.
   global_weights g = sens->globals();
+  Eigen::MatrixXf head_h;
+  std::vector<float> head_im;
+  if (copt.collect_xtx && g.output.size() != 0) {
+    SBGQ_TRY(const vector_f32 gain, src.vector("output_norm.weight"));
+    head_h = session->head_xtx(gain);
+    head_im = session->mean_squares(head_h);
+  }
   for (std::size_t i = 0; i < plan.size(); ++i) {
     const tensor_plan& e = plan[i];
     if (e.layer >= 0 && !e.is_mtp) continue;
@@ -310,14 +320,16 @@ inline result<std::vector<ggml_type>> choose_auto_types_by_output(tensor_source&
       continue;
     }
     const bool head = e.gguf_name == "output.weight", embd = e.gguf_name == "token_embd.weight";
-    if (!(head && g.output.size() != 0) && !embd) {
-      SBGQ_TRY_VOID(costs.fix(i, ggml_type::q8_0));
+    if (!(head && g.output.size() != 0) && !embd) {  // the MTP block
+      SBGQ_TRY_VOID(costs.fix(i, rc.auto_mtp));
       continue;
     }
     report(progress_event::at(progress_stage::measure, 0.3).on(e.gguf_name));
     matrix_f32& m = head ? g.output : g.token_embd;
-    SBGQ_TRY_VOID(measure(i, m.data(), static_cast<std::size_t>(m.rows()), static_cast<std::size_t>(m.cols()), {}, nullptr,
-                          [&] { return sens->kld_with_globals(g, embd); }));
+    const bool head_gptq = head && head_h.size() != 0;
+    SBGQ_TRY_VOID(measure(i, m.data(), static_cast<std::size_t>(m.rows()), static_cast<std::size_t>(m.cols()),
+                          head_gptq ? std::span<const float>(head_im) : std::span<const float>{},
+                          head_gptq ? &head_h : nullptr, [&] { return sens->kld_with_globals(g, embd); }));
   }
   for (std::size_t i = 0; i < plan.size(); ++i)
     if (plan[i].layer >= 0 && !plan[i].is_mtp && !is_quantizable_tensor(plan[i].desc())) costs.keep(i);

@@ -63,6 +63,10 @@ struct recipe {
   std::vector<ggml_type> candidates = {ggml_type::q3_k, ggml_type::iq4_xs, ggml_type::q4_k,
                                        ggml_type::q5_k, ggml_type::q6_k, ggml_type::q8_0};
   ggml_type auto_token_embd = ggml_type::q4_k;
+  /// automatic: the fixed type of the MTP block. The decoder whose output the allocation
+  /// measures never runs it (it serves speculative decoding), so it gets no measured share:
+  /// Q4_K, what llama.cpp's Q4_K_M mix gives it (Q8_0 took 6% of an IQ4_XS-size budget).
+  ggml_type auto_mtp = ggml_type::q4_k;
 };
 
 namespace detail::rc {

@@ -6,11 +6,14 @@
 // and gives token_embd and the head types of their own.
 #include <doctest/doctest.h>
 
+#include <bit>
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sbgq/engine/sensitivity.hpp>
 #include <sbgq/engine/sink.hpp>
+#include <sbgq/io/safetensors.hpp>
 #include <sbgq/model/tokenizer.hpp>
 #include <sbgq/model/weights.hpp>
 #include <sbgq/pipeline.hpp>
@@ -192,5 +195,77 @@ TEST_CASE("auto by measured KL-divergence stays inside its budget") {
   }
   CHECK(lower >= 3);
   std::filesystem::remove(out);
+}
+
+TEST_CASE("auto gives the bits to a tensor made fragile: its output 16x larger") {
+  // Ground truth by construction: the tiny model with layer 3's ffn_down scaled by 16 (exact
+  // in bf16). Its rounding error, relative to its weights, is unchanged, but what it adds to
+  // the residual stream is 16x larger, so its quantization moves the output far more, and a
+  // budget should spend more bits on it than on the unchanged model's.
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::path(SBGQ_TEST_TMP_DIR) / "fragile-tiny";
+  const std::string shard = "model-00002-of-00002.safetensors";
+  const std::string target = "model.language_model.layers.3.mlp.down_proj.weight";
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  for (const auto& e : fs::directory_iterator(model_dir))
+    if (e.path().filename() != shard) fs::copy_file(e.path(), dir / e.path().filename());
+  auto f = sbgq::safetensors_file::open(model_dir + "/" + shard).value();
+  sbgq::safetensors_writer w;
+  REQUIRE(w.add_metadata("format", "pt").has_value());
+  std::vector<std::byte> scaled;
+  bool found = false;
+  for (const auto& t : f.tensors()) {
+    const auto v = f.view(t);
+    if (t.name != target) {
+      REQUIRE(w.add(t.name, t.type, t.shape, v.bytes).has_value());
+      continue;
+    }
+    REQUIRE(t.type == sbgq::dtype::bf16);
+    found = true;
+    scaled.assign(v.bytes.begin(), v.bytes.end());
+    for (std::size_t k = 0; k + 1 < scaled.size(); k += 2) {
+      std::uint16_t b;
+      std::memcpy(&b, scaled.data() + k, 2);
+      b = sbgq::f32_to_bf16_bits(std::bit_cast<float>(static_cast<std::uint32_t>(b) << 16) * 16.0f);
+      std::memcpy(scaled.data() + k, &b, 2);
+    }
+    REQUIRE(w.add(t.name, t.type, t.shape, std::span<const std::byte>(scaled)).has_value());
+  }
+  REQUIRE(found);
+  REQUIRE(w.write_file((dir / shard).string()).has_value());
+
+  auto run_auto = [&](const std::string& model) {
+    sbgq::pipeline_options o;
+    o.recipe = "auto";
+    o.target_bpw = 4.5;
+    o.measure = sbgq::auto_measure::output_kld;
+    o.sensitivity.chunks = 1;
+    o.calibration_text = calib_text();
+    o.ctx = 64;
+    o.chunks = 4;
+    o.keep_mtp = false;
+    o.n_threads = 2;
+    const std::string out = std::string(SBGQ_TEST_TMP_DIR) + "/auto-fragile.gguf";
+    auto r = sbgq::run_pipeline(model, out, o);
+    REQUIRE_MESSAGE(r.has_value(), (r ? "" : r.error().message()));
+    std::filesystem::remove(out);
+    return *r;
+  };
+  auto bits = [](const sbgq::pipeline_report& rep, const std::string& name) {
+    for (const auto& t : rep.tensors)
+      if (t.name == name) return 8.0 * sbgq::type_size(t.type) / sbgq::block_size(t.type);
+    FAIL("no tensor " << name);
+    return 0.0;
+  };
+  const auto base = run_auto(model_dir), fragile = run_auto(dir.string());
+  const std::string t = "blk.3.ffn_down.weight";
+  MESSAGE("blk.3.ffn_down at 4.5 bits per weight: " << bits(base, t) << " bits in the model, " << bits(fragile, t)
+                                                   << " when its output is 16x larger");
+  CHECK(bits(fragile, t) > bits(base, t));
+  const int n_layers = static_cast<int>(sbgq::load_qwen35_config(model_dir).value().num_hidden_layers);
+  for (int l = 0; l < n_layers; ++l)  // and no other ffn_down gets more
+    if (l != 3) CHECK(bits(fragile, "blk." + std::to_string(l) + ".ffn_down.weight") <= bits(fragile, t));
+  fs::remove_all(dir);
 }
 #endif
